@@ -1,0 +1,185 @@
+package intake
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+
+	"github.com/mailslot/mailslot/internal/pii"
+)
+
+// Consent statuses a sign-up may claim. "withdrawn" exists too, but only an
+// unsubscribe can produce it.
+const (
+	ConsentPending = "pending"
+	ConsentExpress = "express"
+	ConsentImplied = "implied"
+)
+
+// Lead is a validated sign-up, as stored in the outbox payload.
+type Lead struct {
+	Email         string `json:"email"`
+	Property      string `json:"property"`
+	Consent       string `json:"consent"`
+	PolicyVersion string `json:"policy_version,omitempty"`
+	Source        string `json:"source,omitempty"`
+	Name          string `json:"name,omitempty"`
+	Page          string `json:"page,omitempty"`
+	Referrer      string `json:"referrer,omitempty"`
+	UTM           UTM    `json:"utm,omitzero"`
+}
+
+// LeadRequest is a decoded sign-up with the request-only fields beside it.
+type LeadRequest struct {
+	Lead
+	// Redirect is where a form post asks to be sent on success (not yet
+	// checked against the allowlist).
+	Redirect string
+	// IdemKey comes from the idempotency_key form field or JSON member.
+	IdemKey string
+	// Bot is set when the honeypot field was filled: the caller answers as
+	// if all went well and stores nothing.
+	Bot bool
+}
+
+// HoneypotField is the form field that humans never see and bots fill in.
+const HoneypotField = "website"
+
+// DecodeLead parses and validates a sign-up body.
+func DecodeLead(f Format, body []byte) (LeadRequest, error) {
+	var (
+		vals map[string]string
+		errs = fieldErrs{}
+	)
+	switch f {
+	case FormatJSON:
+		m, err := jsonObject(body)
+		if err != nil {
+			return LeadRequest{}, err
+		}
+		vals = make(map[string]string, len(m))
+		for k, raw := range m {
+			if k == "utm" {
+				if err := flattenUTM(raw, vals); err != nil {
+					errs.add("utm", FieldInvalid)
+				}
+				continue
+			}
+			s, ok := jsonString(raw)
+			if !ok {
+				errs.add(k, FieldInvalid)
+				continue
+			}
+			if _, dup := vals[k]; dup { // utm_x given both nested and flat
+				errs.add(k, FieldDuplicate)
+				continue
+			}
+			vals[k] = s
+		}
+	case FormatForm:
+		q, err := url.ParseQuery(string(body))
+		if err != nil {
+			return LeadRequest{}, &Error{Code: CodeInvalidForm}
+		}
+		vals = make(map[string]string, len(q))
+		for k, vs := range q {
+			if len(vs) > 1 {
+				errs.add(k, FieldDuplicate)
+				continue
+			}
+			vals[k] = vs[0]
+		}
+	default:
+		return LeadRequest{}, &Error{Code: CodeInvalidJSON}
+	}
+	req := validateLead(vals, errs)
+	return req, errs.err()
+}
+
+// flattenUTM moves a nested "utm" object into utm_* keys so that both
+// encodings are validated and stored the same way.
+func flattenUTM(raw json.RawMessage, vals map[string]string) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return err
+	}
+	for k, v := range m {
+		s, ok := jsonString(v)
+		if !ok {
+			vals["utm_"+k] = "\x00" // fails validation as invalid
+			continue
+		}
+		vals["utm_"+k] = s
+	}
+	return nil
+}
+
+func validateLead(vals map[string]string, errs fieldErrs) LeadRequest {
+	var req LeadRequest
+	for k, v := range vals {
+		var code string
+		switch k {
+		case "email":
+			if strings.TrimSpace(v) == "" {
+				continue // reported as required below
+			}
+			e, err := pii.NormalizeEmail(v)
+			if err != nil {
+				code = FieldInvalid
+			}
+			req.Email = e
+		case "property":
+			req.Property, code = ident(v, maxProperty)
+		case "consent":
+			switch c := strings.ToLower(strings.TrimSpace(v)); c {
+			case "", ConsentPending, ConsentExpress, ConsentImplied:
+				req.Consent = c
+			default:
+				code = FieldInvalid
+			}
+		case "policy_version":
+			req.PolicyVersion, code = ident(v, maxShort)
+		case "source":
+			req.Source, code = ident(v, maxShort)
+		case "name":
+			req.Name, code = text(v, maxName)
+		case "page":
+			req.Page, code = text(v, maxURL)
+		case "referrer":
+			req.Referrer, code = text(v, maxURL)
+		case "redirect":
+			req.Redirect, code = text(v, maxURL)
+		case "idempotency_key":
+			req.IdemKey, code = ident(v, maxIdemKey)
+		case HoneypotField:
+			req.Bot = strings.TrimSpace(v) != ""
+		default:
+			name, ok := strings.CutPrefix(k, "utm_")
+			if p := req.UTM.field(name); ok && p != nil {
+				*p, code = text(v, maxUTM)
+				break
+			}
+			code = FieldUnknown
+		}
+		if code != "" {
+			errs.add(k, code)
+		}
+	}
+	if req.Email == "" {
+		if _, bad := errs["email"]; !bad {
+			errs.add("email", FieldRequired)
+		}
+	}
+	if req.Property == "" {
+		if _, bad := errs["property"]; !bad {
+			errs.add("property", FieldRequired)
+		}
+	}
+	if req.Consent == "" {
+		req.Consent = ConsentPending
+	}
+	return req
+}

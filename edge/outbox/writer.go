@@ -1,0 +1,297 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Record is one row to append.
+type Record struct {
+	ID         string
+	Kind       Kind
+	ReceivedAt time.Time
+	Payload    []byte // normalized JSON
+	EmailHMAC  []byte
+	IPHMAC     []byte
+}
+
+// Submission is one request's worth of records, stored all or nothing.
+type Submission struct {
+	Records []Record
+	// IdemKey, when set, makes a retry of the same body answer with the
+	// first Receipt and store nothing. Keys are scoped by the first
+	// record's kind.
+	IdemKey  string
+	BodyHash []byte
+	// Response is what a retry is answered with (the first submission id).
+	Response string
+}
+
+// Receipt is the outbox's answer to a stored (or replayed) submission.
+type Receipt struct {
+	FirstSeq int64
+	LastSeq  int64
+	Response string
+	Replayed bool
+}
+
+// Tx is the transaction a Do function runs in. AddPending keeps the
+// outbox's pending-row counter true when the function syncs, quarantines or
+// scrubs rows.
+type Tx struct {
+	*sql.Tx
+	pendingDelta int64
+}
+
+// AddPending adjusts the pending-row counter by n once the transaction
+// commits.
+func (tx *Tx) AddPending(n int64) { tx.pendingDelta += n }
+
+type job struct {
+	ctx  context.Context
+	sub  *Submission
+	fn   func(ctx context.Context, tx *Tx) error
+	done chan result
+}
+
+type result struct {
+	receipt Receipt
+	err     error
+}
+
+const insertSQL = `INSERT INTO outbox (id, node_id, kind, received_at, idem_key, payload, email_hmac, ip_hmac)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
+// Submit stores sub durably and returns once its transaction is committed
+// and fsynced. It refuses new work with ErrFull while the outbox is over a
+// limit.
+func (o *Outbox) Submit(ctx context.Context, sub Submission) (Receipt, error) {
+	if len(sub.Records) == 0 {
+		return Receipt{}, errors.New("submit: no records")
+	}
+	if err := o.Health(); err != nil && !errors.Is(err, ErrStorage) {
+		return Receipt{}, err
+	}
+	r := o.enqueue(ctx, &job{ctx: ctx, sub: &sub, done: make(chan result, 1)})
+	return r.receipt, r.err
+}
+
+// Do runs fn inside the writer's next transaction, after the submissions
+// queued before it. A failing fn is rolled back to a savepoint without
+// affecting the submissions it shares the transaction with.
+func (o *Outbox) Do(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	return o.enqueue(ctx, &job{ctx: ctx, fn: fn, done: make(chan result, 1)}).err
+}
+
+func (o *Outbox) enqueue(ctx context.Context, j *job) result {
+	if o.closed.Load() {
+		return result{err: ErrClosed}
+	}
+	select {
+	case o.queue <- j:
+	case <-ctx.Done():
+		return result{err: ctx.Err()}
+	case <-o.done:
+		return result{err: ErrClosed}
+	}
+	select {
+	case r := <-j.done:
+		return r
+	case <-ctx.Done():
+		return result{err: ctx.Err()}
+	case <-o.done:
+		select {
+		case r := <-j.done:
+			return r
+		default:
+			return result{err: ErrClosed}
+		}
+	}
+}
+
+// run is the single writer. It takes whatever is queued, up to MaxBatch
+// jobs, and commits it in one transaction: while one fsync is in progress
+// the next batch accumulates, so the fsync rate stays flat as load grows.
+func (o *Outbox) run() {
+	defer close(o.done)
+	ins, err := o.write.Prepare(insertSQL)
+	if err != nil {
+		o.log.Error("prepare outbox insert", "err", err)
+		o.drainFailing(fmt.Errorf("prepare outbox insert: %w", err))
+		return
+	}
+	defer ins.Close()
+	batch := make([]*job, 0, o.opts.MaxBatch)
+	max := o.opts.MaxBatch
+	if !o.opts.GroupCommit {
+		max = 1
+	}
+	for {
+		select {
+		case j := <-o.queue:
+			o.commit(ins, o.fill(append(batch[:0], j), max))
+		case <-o.stop:
+			// Commit what was queued before the stop, then quit.
+			for b := o.fill(batch[:0], max); len(b) > 0; b = o.fill(batch[:0], max) {
+				o.commit(ins, b)
+			}
+			return
+		}
+	}
+}
+
+// fill adds queued jobs to batch without waiting, up to max.
+func (o *Outbox) fill(batch []*job, max int) []*job {
+	for len(batch) < max {
+		select {
+		case j := <-o.queue:
+			batch = append(batch, j)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (o *Outbox) drainFailing(err error) {
+	for {
+		select {
+		case j := <-o.queue:
+			j.done <- result{err: err}
+		case <-o.stop:
+			return
+		}
+	}
+}
+
+// commit applies one batch in one transaction and answers every job in it.
+func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
+	results := make([]result, len(batch))
+	var inserted, delta int64
+	err := func() error {
+		tx, err := o.write.Begin()
+		if err != nil {
+			return fmt.Errorf("begin outbox batch: %w", err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		stmt := tx.Stmt(ins)
+		for i, j := range batch {
+			if j.sub != nil {
+				rc, n, err := o.insert(tx, stmt, j.sub)
+				if err != nil && !errors.Is(err, ErrIdempotencyConflict) {
+					return err
+				}
+				results[i] = result{receipt: rc, err: err}
+				inserted += n
+				continue
+			}
+			d, err := o.runFn(j, tx)
+			if err != nil && isStorage(err) {
+				return err
+			}
+			results[i] = result{err: err}
+			delta += d
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit outbox batch: %w", err)
+		}
+		return nil
+	}()
+	if err != nil {
+		err = storageError(err)
+		msg := err.Error()
+		o.lastErr.Store(&msg)
+		o.log.Error("outbox batch failed", "jobs", len(batch), "err", err)
+		for _, j := range batch {
+			j.done <- result{err: err}
+		}
+		return
+	}
+	o.lastErr.Store(nil)
+	o.pending.Add(inserted + delta)
+	for i, j := range batch {
+		if rc := results[i].receipt; rc.LastSeq > o.lastSeq.Load() {
+			o.lastSeq.Store(rc.LastSeq)
+		}
+		j.done <- results[i]
+	}
+}
+
+func isStorage(err error) bool { return errors.Is(storageError(err), ErrStorage) }
+
+func (o *Outbox) runFn(j *job, tx *sql.Tx) (int64, error) {
+	if _, err := tx.Exec("SAVEPOINT job"); err != nil {
+		return 0, fmt.Errorf("savepoint: %w", err)
+	}
+	t := &Tx{Tx: tx}
+	if err := j.fn(j.ctx, t); err != nil {
+		if _, rerr := tx.Exec("ROLLBACK TO job; RELEASE job"); rerr != nil {
+			return 0, fmt.Errorf("roll back job: %w (after %w)", rerr, err)
+		}
+		return 0, err
+	}
+	if _, err := tx.Exec("RELEASE job"); err != nil {
+		return 0, fmt.Errorf("release savepoint: %w", err)
+	}
+	return t.pendingDelta, nil
+}
+
+// insert stores one submission, or answers it from the idempotency table.
+// It returns the number of rows inserted.
+func (o *Outbox) insert(tx *sql.Tx, stmt *sql.Stmt, sub *Submission) (Receipt, int64, error) {
+	var idemKey any
+	if sub.IdemKey != "" {
+		key := string(sub.Records[0].Kind) + ":" + sub.IdemKey
+		idemKey = sub.IdemKey
+		var hash []byte
+		var rc Receipt
+		err := tx.QueryRow(`SELECT body_hash, response, first_seq FROM idempotency WHERE key = ?`, key).
+			Scan(&hash, &rc.Response, &rc.FirstSeq)
+		switch {
+		case err == nil:
+			if !bytes.Equal(hash, sub.BodyHash) {
+				return Receipt{}, 0, ErrIdempotencyConflict
+			}
+			rc.Replayed = true
+			rc.LastSeq = rc.FirstSeq
+			return rc, 0, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return Receipt{}, 0, fmt.Errorf("look up idempotency key: %w", err)
+		}
+	}
+	rc := Receipt{Response: sub.Response}
+	for _, r := range sub.Records {
+		res, err := stmt.Exec(r.ID, o.opts.NodeID, string(r.Kind), r.ReceivedAt.UnixMilli(), idemKey,
+			string(r.Payload), nullBytes(r.EmailHMAC), nullBytes(r.IPHMAC))
+		if err != nil {
+			return Receipt{}, 0, fmt.Errorf("insert outbox row: %w", err)
+		}
+		seq, err := res.LastInsertId()
+		if err != nil {
+			return Receipt{}, 0, fmt.Errorf("read outbox seq: %w", err)
+		}
+		if rc.FirstSeq == 0 {
+			rc.FirstSeq = seq
+		}
+		rc.LastSeq = seq
+	}
+	if sub.IdemKey != "" {
+		_, err := tx.Exec(`INSERT INTO idempotency (key, body_hash, response, first_seq, created_at) VALUES (?, ?, ?, ?, ?)`,
+			string(sub.Records[0].Kind)+":"+sub.IdemKey, sub.BodyHash, sub.Response, rc.FirstSeq, time.Now().UnixMilli())
+		if err != nil {
+			return Receipt{}, 0, fmt.Errorf("record idempotency key: %w", err)
+		}
+	}
+	return rc, int64(len(sub.Records)), nil
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
