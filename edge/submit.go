@@ -35,25 +35,6 @@ const (
 	codeBadIdemKey      = "invalid_idempotency_key"
 )
 
-// LeadPayload is a sign-up as the outbox stores it: the validated lead and
-// the consent record it makes.
-type LeadPayload struct {
-	intake.Lead
-	ConsentRecord ConsentRecord `json:"consent_record"`
-}
-
-// ConsentRecord is the proof of consent a sign-up carries (PIPEDA/CASL):
-// what was agreed to, on which property, under which policy, when, and from
-// which (hashed) address.
-type ConsentRecord struct {
-	Property      string    `json:"property"`
-	PolicyVersion string    `json:"policy_version,omitempty"`
-	Status        string    `json:"status"`
-	Source        string    `json:"source,omitempty"`
-	RecordedAt    time.Time `json:"recorded_at"`
-	IPHMAC        string    `json:"ip_hmac"`
-}
-
 // leadAccepted is the JSON answer to a stored sign-up.
 type leadAccepted struct {
 	ID     string `json:"id"`
@@ -146,7 +127,7 @@ func (s *Server) postLead(c *gin.Context) {
 		return
 	}
 	id := uuid.Must(uuid.NewV7()).String()
-	payload, err := json.Marshal(LeadPayload{Lead: req.Lead, ConsentRecord: ConsentRecord{
+	payload, err := json.Marshal(intake.LeadPayload{Lead: req.Lead, ConsentRecord: intake.ConsentRecord{
 		Property:      req.Property,
 		PolicyVersion: req.PolicyVersion,
 		Status:        req.Consent,

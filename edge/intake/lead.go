@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/mailslot/mailslot/internal/pii"
 )
@@ -27,6 +28,25 @@ type Lead struct {
 	Page          string `json:"page,omitempty"`
 	Referrer      string `json:"referrer,omitempty"`
 	UTM           UTM    `json:"utm,omitzero"`
+}
+
+// LeadPayload is a sign-up as the outbox stores it: the validated lead and
+// the consent record it makes.
+type LeadPayload struct {
+	Lead
+	ConsentRecord ConsentRecord `json:"consent_record"`
+}
+
+// ConsentRecord is the proof of consent a sign-up carries (PIPEDA/CASL):
+// what was agreed to, on which property, under which policy, when, and from
+// which (hashed) address.
+type ConsentRecord struct {
+	Property      string    `json:"property"`
+	PolicyVersion string    `json:"policy_version,omitempty"`
+	Status        string    `json:"status"`
+	Source        string    `json:"source,omitempty"`
+	RecordedAt    time.Time `json:"recorded_at"`
+	IPHMAC        string    `json:"ip_hmac"`
 }
 
 // LeadRequest is a decoded sign-up with the request-only fields beside it.

@@ -17,6 +17,7 @@ import (
 	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // Node is one edge process.
@@ -25,6 +26,8 @@ type Node struct {
 	log    *slog.Logger
 	Outbox *outbox.Outbox
 	Server *edge.Server
+	// Sync is the drain worker, nil when DATABASE_URL is unset.
+	Sync *drain.Worker
 
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
@@ -54,11 +57,34 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, Outbox: out}
+	var status edge.StatusFunc
+	if cfg.DatabaseURL != "" {
+		w, err := drain.New(drain.Options{
+			Outbox:      out,
+			DatabaseURL: cfg.DatabaseURL,
+			NodeID:      cfg.NodeID,
+			Region:      cfg.Region,
+			BatchSize:   cfg.SyncBatch,
+			Interval:    cfg.SyncInterval,
+			Retention:   cfg.SyncRetention,
+			Logger:      log.With("worker", "sync"),
+		})
+		if err != nil {
+			_ = out.Close()
+			return nil, err
+		}
+		n.Sync = w
+		n.AddWorker(w)
+		status = func(ctx context.Context) (any, error) { return w.Status(ctx) }
+	} else {
+		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
+	}
 	n.Server = edge.New(edge.Options{
-		Config: cfg,
-		Outbox: out,
-		Hasher: pii.NewHasher([]byte(cfg.IPPepper)),
-		Logger: log,
+		Config:     cfg,
+		Outbox:     out,
+		Hasher:     pii.NewHasher([]byte(cfg.IPPepper)),
+		Logger:     log,
+		SyncStatus: status,
 	})
 	if n.pubLn, err = net.Listen("tcp", cfg.Addr); err != nil {
 		_ = out.Close()

@@ -1,0 +1,111 @@
+// Command mailslotctl is the operator CLI: it migrates the canonical
+// Postgres and shows, proves and repairs the state of every edge. It runs
+// from a laptop or CI (through `fly proxy` in production), never inside the
+// edge image.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: mailslotctl <command> [flags]
+
+commands:
+  migrate   apply Postgres migrations (--status to only show them)
+  status    every node's sync state, from Postgres and each reachable edge
+  version   print the version
+
+Run "mailslotctl <command> -h" for a command's flags.
+Postgres comes from --database-url or DATABASE_URL.
+`
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// errUsage marks errors that are the caller's fault; they exit 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "mailslotctl:", err)
+		var ex exitError
+		if errors.As(err, &ex) {
+			os.Exit(ex.code)
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError carries a specific exit status (reconcile uses it).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
+// env is what every command gets.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	switch args[0] {
+	case "migrate":
+		return runMigrate(ctx, e, args[1:])
+	case "status":
+		return runStatus(ctx, e, args[1:])
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+// newFlags returns a flag set that prints its errors to stderr.
+func newFlags(e env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: mailslotctl %s\n\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// databaseURL takes the flag, else DATABASE_URL, and explains the fix when
+// neither is there.
+func databaseURL(e env, flagVal string) (string, error) {
+	if flagVal != "" {
+		return flagVal, nil
+	}
+	if v := e.getenv("DATABASE_URL"); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("%w: no database: pass --database-url or set DATABASE_URL (in production: fly proxy 15432:5432 -a <pg-app>, then postgres://…@127.0.0.1:15432/…)", errUsage)
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mailslot/mailslot/sync/drain"
+)
+
+// nodeStatus is one line of `mailslotctl status`.
+type nodeStatus struct {
+	NodeID    string        `json:"node_id"`
+	Region    string        `json:"region"`
+	Postgres  *pgNode       `json:"postgres"`
+	Edge      *drain.Status `json:"edge"`
+	EdgeURL   string        `json:"edge_url,omitempty"`
+	EdgeError string        `json:"edge_error,omitempty"`
+}
+
+// pgNode is what Postgres knows about a node.
+type pgNode struct {
+	LastSeq    int64      `json:"last_seq"`
+	RowsSynced int64      `json:"rows_synced"`
+	LastSyncAt *time.Time `json:"last_sync_at"`
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runStatus(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "status", "status [--json] [--edge URL]... [--edge-template URL] [--database-url URL]")
+	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	var edges stringList
+	fs.Var(&edges, "edge", "base URL of an edge to ask (repeatable; also $MAILSLOT_EDGES, comma-separated)")
+	tmpl := fs.String("edge-template", e.getenv("MAILSLOT_EDGE_URL_TEMPLATE"),
+		"URL of each node's edge with {node} for its id, e.g. http://{node}.vm.mailslot.internal:9090")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, v := range strings.Split(e.getenv("MAILSLOT_EDGES"), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			edges = append(edges, v)
+		}
+	}
+	dbURL, err := databaseURL(e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	conn, err := connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	nodes, err := loadNodes(ctx, conn)
+	if err != nil {
+		return err
+	}
+	byID := map[string]*nodeStatus{}
+	for _, n := range nodes {
+		byID[n.NodeID] = n
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	token := e.getenv("MAILSLOT_ADMIN_TOKEN")
+	asked := map[string]bool{}
+	for _, base := range edges {
+		st, err := fetchEdge(ctx, client, base, token)
+		if err != nil {
+			nodes = append(nodes, &nodeStatus{NodeID: "?", EdgeURL: base, EdgeError: err.Error()})
+			continue
+		}
+		n := byID[st.NodeID]
+		if n == nil {
+			n = &nodeStatus{NodeID: st.NodeID, Region: st.Region}
+			byID[st.NodeID] = n
+			nodes = append(nodes, n)
+		}
+		n.Edge, n.EdgeURL = st, base
+		asked[st.NodeID] = true
+	}
+	if *tmpl != "" {
+		for _, n := range nodes {
+			if asked[n.NodeID] || n.NodeID == "?" {
+				continue
+			}
+			n.EdgeURL = strings.ReplaceAll(*tmpl, "{node}", n.NodeID)
+			if n.Edge, err = fetchEdge(ctx, client, n.EdgeURL, token); err != nil {
+				n.EdgeError = err.Error()
+			}
+		}
+	}
+	sort.SliceStable(nodes, func(i, j int) bool {
+		if nodes[i].Region != nodes[j].Region {
+			return nodes[i].Region < nodes[j].Region
+		}
+		return nodes[i].NodeID < nodes[j].NodeID
+	})
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(nodes)
+	}
+	return printStatus(e.stdout, nodes, time.Now())
+}
+
+func loadNodes(ctx context.Context, conn *pgx.Conn) ([]*nodeStatus, error) {
+	rows, err := conn.Query(ctx, `
+		SELECT node_id, region, last_seq, rows_synced, last_sync_at
+		FROM mailslot.nodes ORDER BY region, node_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read nodes from Postgres (has `mailslotctl migrate` run?): %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*nodeStatus, error) {
+		n := &nodeStatus{Postgres: &pgNode{}}
+		err := r.Scan(&n.NodeID, &n.Region, &n.Postgres.LastSeq, &n.Postgres.RowsSynced, &n.Postgres.LastSyncAt)
+		return n, err
+	})
+}
+
+// fetchEdge asks one edge for its status. Errors name the edge and the fix,
+// never the token.
+func fetchEdge(ctx context.Context, client *http.Client, base, token string) (*drain.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/sync/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("edge URL %q is not valid", base)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("unreachable: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, fmt.Errorf("edge refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", resp.StatusCode)
+	default:
+		return nil, fmt.Errorf("edge answered status %d", resp.StatusCode)
+	}
+	var st drain.Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("edge status is not JSON: %w", err)
+	}
+	if st.NodeID == "" {
+		return nil, errors.New("edge status has no node id (is sync enabled there?)")
+	}
+	return &st, nil
+}
+
+func printStatus(w io.Writer, nodes []*nodeStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tREGION\tSTATE\tPENDING\tOLDEST\tLAST SYNC\tSYNCED (PG)\tLAST SEQ (PG)\tQUARANTINED\tERROR")
+	for _, n := range nodes {
+		state, pending, oldest, quarantined, lastErr := "-", "-", "-", "-", n.EdgeError
+		lastSync, synced, lastSeq := "never", "0", "0"
+		if n.Postgres != nil {
+			synced = fmt.Sprint(n.Postgres.RowsSynced)
+			lastSeq = fmt.Sprint(n.Postgres.LastSeq)
+			if n.Postgres.LastSyncAt != nil {
+				lastSync = ago(now, *n.Postgres.LastSyncAt)
+			}
+		}
+		if s := n.Edge; s != nil {
+			state, pending, quarantined = s.State, fmt.Sprint(s.Pending), fmt.Sprint(s.Quarantined)
+			if s.Pending > 0 {
+				oldest = (time.Duration(s.OldestPendingAgeSeconds * float64(time.Second))).Round(time.Second).String()
+			}
+			if lastErr == "" {
+				lastErr = s.LastError
+			}
+		} else if n.EdgeURL == "" {
+			state = "not asked"
+		} else {
+			state = "unreachable"
+		}
+		if lastErr == "" {
+			lastErr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			n.NodeID, orDash(n.Region), state, pending, oldest, lastSync, synced, lastSeq, quarantined, lastErr)
+	}
+	return tw.Flush()
+}
+
+func ago(now, t time.Time) string {
+	return now.Sub(t).Round(time.Second).String() + " ago"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

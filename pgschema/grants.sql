@@ -1,0 +1,17 @@
+-- The edge connects as mailslot_edge: no DDL, only the statements sync
+-- needs. This file is not a numbered migration: mailslotctl migrate runs it
+-- after the migrations on every run, so a role created later (README,
+-- "Postgres roles") and tables added later both get their grants.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'mailslot_edge') THEN
+        GRANT USAGE ON SCHEMA mailslot TO mailslot_edge;
+        GRANT SELECT ON mailslot.schema_version TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.nodes TO mailslot_edge;
+        GRANT SELECT, INSERT ON mailslot.ledger TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.leads TO mailslot_edge;
+        GRANT SELECT, INSERT ON mailslot.consent_records TO mailslot_edge;
+        GRANT SELECT, INSERT ON mailslot.events TO mailslot_edge;
+    END IF;
+END
+$$;

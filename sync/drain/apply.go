@@ -1,0 +1,450 @@
+// Package drain moves an edge's outbox into the canonical Postgres: it reads
+// pending rows in bounded batches, applies each batch in one Postgres
+// transaction keyed by (node_id, seq), and marks the rows synced locally
+// only after that transaction commits. A crash between the two replays the
+// batch, and the ledger makes the replay change nothing.
+package drain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mailslot/mailslot/edge/intake"
+	"github.com/mailslot/mailslot/edge/outbox"
+)
+
+// ErrRaced means another writer applied some of the batch's keys while
+// this transaction ran; the caller retries and the ledger sorts it out.
+var ErrRaced = errors.New("ledger keys applied concurrently")
+
+// PoisonError is a row that can never be applied as it is (its payload
+// does not decode, or Postgres refuses its content).
+type PoisonError struct {
+	Seq    int64
+	Reason string
+}
+
+func (e *PoisonError) Error() string { return fmt.Sprintf("row %d: %s", e.Seq, e.Reason) }
+
+// Rank of each consent basis: a submission can raise a lead's basis, never
+// lower it. "withdrawn" is not a basis but a time (withdrawn_at), so that
+// the merge is the same whatever order rows arrive in.
+var basisRank = map[string]int{intake.ConsentPending: 1, intake.ConsentImplied: 2, intake.ConsentExpress: 3}
+
+// decoded is a batch split by kind, with payloads parsed.
+type decoded struct {
+	all    []outbox.Row
+	leads  []leadRow
+	events []eventRow
+}
+
+type leadRow struct {
+	row outbox.Row
+	p   intake.LeadPayload
+}
+
+type eventRow struct {
+	row outbox.Row
+	ev  intake.Event
+}
+
+// decode parses every payload; a row that does not parse is poison.
+func decode(rows []outbox.Row) (decoded, []*PoisonError) {
+	d := decoded{all: make([]outbox.Row, 0, len(rows))}
+	var poison []*PoisonError
+	for _, r := range rows {
+		if _, err := uuid.Parse(r.ID); err != nil {
+			poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "submission id is not a UUID"})
+			continue
+		}
+		switch r.Kind {
+		case outbox.KindLead:
+			var p intake.LeadPayload
+			if err := json.Unmarshal(r.Payload, &p); err != nil {
+				poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "lead payload: " + err.Error()})
+				continue
+			}
+			if basisRank[p.Consent] == 0 || p.Property == "" || len(r.EmailHMAC) == 0 {
+				poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "lead payload lacks consent, property or email hash"})
+				continue
+			}
+			d.leads = append(d.leads, leadRow{row: r, p: p})
+		case outbox.KindEvent:
+			var ev intake.Event
+			if err := json.Unmarshal(r.Payload, &ev); err != nil {
+				poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "event payload: " + err.Error()})
+				continue
+			}
+			d.events = append(d.events, eventRow{row: r, ev: ev})
+		default:
+			poison = append(poison, &PoisonError{Seq: r.Seq, Reason: fmt.Sprintf("unknown row kind %q", r.Kind)})
+			continue
+		}
+		d.all = append(d.all, r)
+	}
+	return d, poison
+}
+
+// leadMerge is every submission in a batch for one (property, email),
+// merged by the same rules the upsert applies against the stored lead, so
+// one statement can upsert each lead once.
+type leadMerge struct {
+	property, email   string
+	emailHMAC         []byte
+	name              *string
+	nameAt            time.Time
+	basis             string
+	expressAt         *time.Time
+	impliedAt         *time.Time
+	firstAt, lastAt   time.Time
+	firstUTM, lastUTM *string
+	firstPage, lastPg *string
+	firstRef, lastRef *string
+	submissions       int32
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func utmJSON(u intake.UTM) *string {
+	if u.IsZero() {
+		return nil
+	}
+	b, _ := json.Marshal(u)
+	s := string(b)
+	return &s
+}
+
+func later(a *time.Time, b time.Time) *time.Time {
+	if a == nil || b.After(*a) {
+		return &b
+	}
+	return a
+}
+
+func mergeLeads(leads []leadRow) []*leadMerge {
+	byKey := make(map[string]*leadMerge, len(leads))
+	order := make([]*leadMerge, 0, len(leads))
+	for _, l := range leads {
+		at := l.row.ReceivedAt
+		key := l.p.Property + "\x00" + string(l.row.EmailHMAC)
+		m, ok := byKey[key]
+		if !ok {
+			m = &leadMerge{
+				property: l.p.Property, email: l.p.Email, emailHMAC: l.row.EmailHMAC,
+				basis: l.p.Consent, firstAt: at, lastAt: at,
+				firstUTM: utmJSON(l.p.UTM), lastUTM: utmJSON(l.p.UTM),
+				firstPage: optional(l.p.Page), lastPg: optional(l.p.Page),
+				firstRef: optional(l.p.Referrer), lastRef: optional(l.p.Referrer),
+			}
+			byKey[key] = m
+			order = append(order, m)
+		} else {
+			if basisRank[l.p.Consent] > basisRank[m.basis] {
+				m.basis = l.p.Consent
+			}
+			if at.Before(m.firstAt) {
+				m.firstAt, m.firstUTM, m.firstPage, m.firstRef = at, utmJSON(l.p.UTM), optional(l.p.Page), optional(l.p.Referrer)
+			}
+			if !at.Before(m.lastAt) {
+				m.lastAt, m.lastUTM, m.lastPg, m.lastRef = at, utmJSON(l.p.UTM), optional(l.p.Page), optional(l.p.Referrer)
+			}
+		}
+		if l.p.Name != "" && !at.Before(m.nameAt) {
+			m.name, m.nameAt = optional(l.p.Name), at
+		}
+		switch l.p.Consent {
+		case intake.ConsentExpress:
+			m.expressAt = later(m.expressAt, at)
+		case intake.ConsentImplied:
+			m.impliedAt = later(m.impliedAt, at)
+		}
+		m.submissions++
+	}
+	return order
+}
+
+// The statements of one batch. They run pipelined in one round trip, in
+// this order, inside the batch's transaction.
+const (
+	insertLedgerSQL = `
+INSERT INTO mailslot.ledger (node_id, seq, kind, submission_id, received_at)
+SELECT $1, s.seq, s.kind, s.id, s.received_at
+FROM unnest($2::bigint[], $3::text[], $4::uuid[], $5::timestamptz[]) AS s (seq, kind, id, received_at)
+ON CONFLICT (node_id, seq) DO NOTHING`
+
+	// upsertLeadsSQL merges with the stored lead by the rules in the
+	// package doc: strongest basis, latest express/implied time, earliest
+	// first touch, latest last touch, latest non-empty name.
+	upsertLeadsSQL = `
+INSERT INTO mailslot.leads AS l (
+    property, email, email_hmac, name, consent_basis, express_at, implied_at,
+    first_seen_at, first_utm, first_page, first_referrer,
+    last_seen_at, last_utm, last_page, last_referrer, submissions)
+SELECT s.property, s.email, s.email_hmac, s.name, s.basis, s.express_at, s.implied_at,
+       s.first_at, s.first_utm::jsonb, s.first_page, s.first_ref,
+       s.last_at, s.last_utm::jsonb, s.last_page, s.last_ref, s.submissions
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
+            $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+            $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::int[])
+     AS s (property, email, email_hmac, name, basis, express_at, implied_at,
+           first_at, first_utm, first_page, first_ref, last_at, last_utm, last_page, last_ref, submissions)
+ON CONFLICT (property, email_hmac) DO UPDATE SET
+    name = CASE WHEN EXCLUDED.name IS NOT NULL AND (l.name IS NULL OR EXCLUDED.last_seen_at >= l.last_seen_at)
+                THEN EXCLUDED.name ELSE l.name END,
+    consent_basis = CASE
+        WHEN array_position(ARRAY['pending', 'implied', 'express'], EXCLUDED.consent_basis)
+           > array_position(ARRAY['pending', 'implied', 'express'], l.consent_basis)
+        THEN EXCLUDED.consent_basis ELSE l.consent_basis END,
+    express_at = GREATEST(l.express_at, EXCLUDED.express_at),
+    implied_at = GREATEST(l.implied_at, EXCLUDED.implied_at),
+    first_seen_at  = LEAST(l.first_seen_at, EXCLUDED.first_seen_at),
+    first_utm      = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_utm ELSE l.first_utm END,
+    first_page     = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_page ELSE l.first_page END,
+    first_referrer = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_referrer ELSE l.first_referrer END,
+    last_seen_at   = GREATEST(l.last_seen_at, EXCLUDED.last_seen_at),
+    last_utm       = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_utm ELSE l.last_utm END,
+    last_page      = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_page ELSE l.last_page END,
+    last_referrer  = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_referrer ELSE l.last_referrer END,
+    submissions    = l.submissions + EXCLUDED.submissions`
+
+	insertConsentSQL = `
+INSERT INTO mailslot.consent_records (
+    lead_id, submission_id, email_hmac, property, policy_version, status, source,
+    recorded_at, ip_hmac, origin_node, origin_seq)
+SELECT l.id, s.id, s.email_hmac, s.property, s.policy_version, s.status, s.source,
+       s.recorded_at, s.ip_hmac, $1, s.seq
+FROM unnest($2::uuid[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::timestamptz[], $9::bytea[], $10::bigint[])
+     AS s (id, email_hmac, property, policy_version, status, source, recorded_at, ip_hmac, seq)
+JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac`
+
+	insertEventsSQL = `
+INSERT INTO mailslot.events (
+    submission_id, lead_id, property, type, received_at, client_time, payload, ip_hmac, origin_node, origin_seq)
+SELECT s.id, c.lead_id, s.property, s.type, s.received_at, s.client_time, s.payload::jsonb, s.ip_hmac, $1, s.seq
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bytea[],
+            $9::bigint[], $10::uuid[])
+     AS s (id, property, type, received_at, client_time, payload, ip_hmac, seq, lead_submission)
+LEFT JOIN mailslot.consent_records c ON c.submission_id = s.lead_submission`
+
+	upsertNodeSQL = `
+INSERT INTO mailslot.nodes AS n (node_id, region, last_seq, rows_synced, last_sync_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (node_id) DO UPDATE SET
+    region       = EXCLUDED.region,
+    last_seq     = GREATEST(n.last_seq, EXCLUDED.last_seq),
+    rows_synced  = n.rows_synced + EXCLUDED.rows_synced,
+    last_sync_at = now()`
+
+	existingSeqsSQL = `SELECT seq FROM mailslot.ledger WHERE node_id = $1 AND seq = ANY($2::bigint[])`
+)
+
+// Applier writes batches for one node.
+type Applier struct {
+	NodeID string
+	Region string
+}
+
+// Applied counts what one batch did.
+type Applied struct {
+	Rows     int // rows newly applied
+	Replayed int // rows whose key was already in the ledger
+	MaxSeq   int64
+}
+
+// Apply applies rows (already decoded as far as possible) in one
+// transaction on conn. It queues every statement in one pgx.Batch so that a
+// batch costs three round trips whatever its size: BEGIN, the statements,
+// COMMIT. When the ledger says some keys were there already (a replay after
+// a crash), it rolls back, drops those rows and tries once more.
+func (a *Applier) Apply(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, d decoded) (Applied, error) {
+	res := Applied{}
+	for _, r := range d.all {
+		res.MaxSeq = max(res.MaxSeq, r.Seq)
+	}
+	skip := map[int64]bool{}
+	for attempt := 0; attempt < 2; attempt++ {
+		n, err := a.applyOnce(ctx, db, d, skip)
+		if err == nil {
+			res.Rows = n
+			res.Replayed = len(skip)
+			return res, nil
+		}
+		if !errors.Is(err, ErrRaced) {
+			return res, err
+		}
+		if err := a.loadExisting(ctx, db, d, skip); err != nil {
+			return res, err
+		}
+	}
+	return res, ErrRaced
+}
+
+func (a *Applier) loadExisting(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, d decoded, skip map[int64]bool) error {
+	seqs := make([]int64, len(d.all))
+	for i, r := range d.all {
+		seqs[i] = r.Seq
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin ledger lookup: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, existingSeqsSQL, a.NodeID, seqs)
+	if err != nil {
+		return fmt.Errorf("look up applied keys: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("read applied keys: %w", err)
+	}
+	for _, s := range got {
+		skip[s] = true
+	}
+	return nil
+}
+
+func (a *Applier) applyOnce(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, d decoded, skip map[int64]bool) (int, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	b := &pgx.Batch{}
+	var (
+		seqs     []int64
+		kinds    []string
+		ids      []string
+		received []time.Time
+	)
+	for _, r := range d.all {
+		if skip[r.Seq] {
+			continue
+		}
+		seqs = append(seqs, r.Seq)
+		kinds = append(kinds, string(r.Kind))
+		ids = append(ids, r.ID)
+		received = append(received, r.ReceivedAt)
+	}
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	ledger := b.Queue(insertLedgerSQL, a.NodeID, seqs, kinds, ids, received)
+
+	var leads []leadRow
+	for _, l := range d.leads {
+		if !skip[l.row.Seq] {
+			leads = append(leads, l)
+		}
+	}
+	if len(leads) > 0 {
+		queueLeads(b, a.NodeID, leads)
+	}
+	var events []eventRow
+	for _, e := range d.events {
+		if !skip[e.row.Seq] {
+			events = append(events, e)
+		}
+	}
+	if len(events) > 0 {
+		queueEvents(b, a.NodeID, events)
+	}
+	b.Queue(upsertNodeSQL, a.NodeID, a.Region, seqs[len(seqs)-1], int64(len(seqs)))
+
+	// The ledger's row count is checked before the rest of the batch's
+	// results are read: fewer rows than sent means a concurrent writer (a
+	// recover run, a second process on a restored volume) got there first.
+	var inserted int64
+	ledger.Exec(func(ct pgconn.CommandTag) error {
+		inserted = ct.RowsAffected()
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("apply batch of %d rows: %w", len(seqs), err)
+	}
+	if inserted != int64(len(seqs)) {
+		return 0, ErrRaced
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit batch of %d rows: %w", len(seqs), err)
+	}
+	return len(seqs), nil
+}
+
+func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow) {
+	merged := mergeLeads(leads)
+	n := len(merged)
+	var (
+		props, emails, bases                  = make([]string, n), make([]string, n), make([]string, n)
+		hmacs                                 = make([][]byte, n)
+		names, fUTM, fPage, fRef, lUTM, lPage = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		lRef                                  = make([]*string, n)
+		expressAt, impliedAt                  = make([]*time.Time, n), make([]*time.Time, n)
+		firstAt, lastAt                       = make([]time.Time, n), make([]time.Time, n)
+		subs                                  = make([]int32, n)
+	)
+	for i, m := range merged {
+		props[i], emails[i], hmacs[i], names[i], bases[i] = m.property, m.email, m.emailHMAC, m.name, m.basis
+		expressAt[i], impliedAt[i] = m.expressAt, m.impliedAt
+		firstAt[i], fUTM[i], fPage[i], fRef[i] = m.firstAt, m.firstUTM, m.firstPage, m.firstRef
+		lastAt[i], lUTM[i], lPage[i], lRef[i] = m.lastAt, m.lastUTM, m.lastPg, m.lastRef
+		subs[i] = m.submissions
+	}
+	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
+		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs)
+
+	m := len(leads)
+	var (
+		ids, cprops, statuses = make([]string, m), make([]string, m), make([]string, m)
+		chmacs, ips           = make([][]byte, m), make([][]byte, m)
+		policies, sources     = make([]*string, m), make([]*string, m)
+		recorded              = make([]time.Time, m)
+		seqs                  = make([]int64, m)
+	)
+	for i, l := range leads {
+		cr := l.p.ConsentRecord
+		ids[i], chmacs[i], cprops[i] = l.row.ID, l.row.EmailHMAC, l.p.Property
+		policies[i], statuses[i], sources[i] = optional(cr.PolicyVersion), l.p.Consent, optional(cr.Source)
+		recorded[i], ips[i], seqs[i] = l.row.ReceivedAt, l.row.IPHMAC, l.row.Seq
+	}
+	b.Queue(insertConsentSQL, nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
+}
+
+func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
+	n := len(events)
+	var (
+		ids, props, types, payloads = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		received                    = make([]time.Time, n)
+		client                      = make([]*time.Time, n)
+		ips                         = make([][]byte, n)
+		seqs                        = make([]int64, n)
+		leadSubs                    = make([]*string, n)
+	)
+	for i, e := range events {
+		ids[i], props[i], types[i], payloads[i] = e.row.ID, e.ev.Property, e.ev.Type, string(e.row.Payload)
+		received[i], client[i], ips[i], seqs[i] = e.row.ReceivedAt, e.ev.ClientTime, e.row.IPHMAC, e.row.Seq
+		if _, err := uuid.Parse(e.ev.SubmissionID); err == nil {
+			leadSubs[i] = &e.ev.SubmissionID
+		}
+	}
+	b.Queue(insertEventsSQL, nodeID, ids, props, types, received, client, payloads, ips, seqs, leadSubs)
+}

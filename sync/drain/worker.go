@@ -1,0 +1,405 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/pgschema"
+)
+
+// Options configures a Worker.
+type Options struct {
+	Outbox      *outbox.Outbox
+	DatabaseURL string
+	NodeID      string
+	Region      string
+	// BatchSize bounds the rows read and applied at once.
+	BatchSize int
+	// Interval is how long an idle worker waits before looking again.
+	Interval time.Duration
+	// Retention is how long synced rows stay in the outbox for
+	// reconciliation before they are pruned.
+	Retention time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed batch.
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
+}
+
+// States a worker reports.
+const (
+	StateStarting     = "starting"
+	StateIdle         = "idle"
+	StateSyncing      = "syncing"
+	StateBackoff      = "backoff"
+	StateSchemaBehind = "schema_behind"
+	StateStopped      = "stopped"
+)
+
+// Worker drains one outbox into Postgres.
+type Worker struct {
+	opts    Options
+	pool    *pgxpool.Pool
+	applier Applier
+	log     *slog.Logger
+
+	mu         sync.Mutex
+	state      string
+	reachable  bool
+	schema     int
+	lastOK     time.Time
+	lastErr    string
+	lastErrAt  time.Time
+	synced     int64
+	replayed   int64
+	lastPruned time.Time
+}
+
+// New validates the options and prepares a pool without connecting: an
+// edge must start, and accept, while Postgres is down.
+func New(opts Options) (*Worker, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 1000
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 200 * time.Millisecond
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 250 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(opts.DatabaseURL)
+	if err != nil {
+		// pgx's message can quote the URL; say only what is wrong.
+		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL URL")
+	}
+	cfg.MaxConns = 2
+	cfg.MinConns = 0
+	cfg.MaxConnIdleTime = time.Minute
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 10*time.Second {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "mailslot-edge"
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "60000"
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("prepare Postgres pool: %w", err)
+	}
+	return &Worker{
+		opts:    opts,
+		pool:    pool,
+		applier: Applier{NodeID: opts.NodeID, Region: opts.Region},
+		log:     opts.Logger,
+		state:   StateStarting,
+	}, nil
+}
+
+// Run drains until ctx ends. The batch in flight when ctx ends is either
+// committed and marked, or left pending for the next start.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.pool.Close()
+	defer w.setState(StateStopped)
+	backoff := w.opts.MinBackoff
+	schemaChecked := time.Time{}
+	for ctx.Err() == nil {
+		if time.Since(schemaChecked) > 5*time.Minute || w.getSchema() < pgschema.Required() {
+			ok, err := w.checkSchema(ctx)
+			if err != nil || !ok {
+				if err != nil {
+					w.fail(err)
+				}
+				if !sleep(ctx, jitter(backoff)) {
+					break
+				}
+				backoff = min(backoff*2, w.opts.MaxBackoff)
+				continue
+			}
+			schemaChecked = time.Now()
+		}
+		n, err := w.step(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil:
+			w.fail(err)
+			w.setState(StateBackoff)
+			if !sleep(ctx, jitter(backoff)) {
+				return nil
+			}
+			backoff = min(backoff*2, w.opts.MaxBackoff)
+			schemaChecked = time.Time{}
+		case n < w.opts.BatchSize:
+			backoff = w.opts.MinBackoff
+			w.prune(ctx)
+			if n == 0 {
+				w.setState(StateIdle)
+			}
+			if !sleep(ctx, w.opts.Interval) {
+				return nil
+			}
+		default:
+			backoff = w.opts.MinBackoff
+		}
+	}
+	return nil
+}
+
+// step syncs one batch and returns how many rows it read.
+func (w *Worker) step(ctx context.Context) (int, error) {
+	rows, err := w.opts.Outbox.Pending(ctx, 0, w.opts.BatchSize)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	w.setState(StateSyncing)
+	d, poison := decode(rows)
+	for _, p := range poison {
+		w.quarantine(ctx, p)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	res, err := w.applier.Apply(bctx, w.pool, d)
+	if err != nil {
+		if !isContentError(err) {
+			return 0, err
+		}
+		// One row's content spoils the batch: apply row by row so that the
+		// good rows go through and the bad one is set aside.
+		return len(rows), w.isolate(ctx, d)
+	}
+	if err := w.markSynced(ctx, d.all); err != nil {
+		return 0, err
+	}
+	w.succeeded(res)
+	return len(rows), nil
+}
+
+func (w *Worker) markSynced(ctx context.Context, rows []outbox.Row) error {
+	seqs := make([]int64, len(rows))
+	for i, r := range rows {
+		seqs[i] = r.Seq
+	}
+	// The Postgres commit is done; if marking fails the rows are replayed
+	// later and the ledger absorbs the replay.
+	if err := w.opts.Outbox.MarkSynced(context.WithoutCancel(ctx), seqs, time.Now()); err != nil {
+		return fmt.Errorf("mark %d rows synced: %w", len(seqs), err)
+	}
+	return nil
+}
+
+func (w *Worker) isolate(ctx context.Context, d decoded) error {
+	for _, r := range d.all {
+		one, _ := decode([]outbox.Row{r})
+		res, err := w.applier.Apply(ctx, w.pool, one)
+		switch {
+		case err == nil:
+			if err := w.markSynced(ctx, one.all); err != nil {
+				return err
+			}
+			w.succeeded(res)
+		case isContentError(err):
+			w.quarantine(ctx, &PoisonError{Seq: r.Seq, Reason: err.Error()})
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Worker) quarantine(ctx context.Context, p *PoisonError) {
+	reason := logging.Scrub(p.Reason)
+	w.log.Error("quarantined outbox row", "seq", p.Seq, "reason", reason)
+	if err := w.opts.Outbox.Quarantine(context.WithoutCancel(ctx), p.Seq, reason); err != nil {
+		w.log.Error("quarantine failed", "seq", p.Seq, logging.KeyErr, err)
+	}
+}
+
+// isContentError reports whether Postgres refused the data itself (data
+// exceptions, integrity violations) rather than being unreachable, slow or
+// behind: only those make a row poison.
+func isContentError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23":
+		return true
+	}
+	return false
+}
+
+func (w *Worker) checkSchema(ctx context.Context) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := pgschema.Version(cctx, w.pool)
+	if err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	w.schema, w.reachable = v, true
+	w.mu.Unlock()
+	if need := pgschema.Required(); v < need {
+		msg := fmt.Sprintf("Postgres schema is at version %d, this edge needs %d: run mailslotctl migrate", v, need)
+		w.mu.Lock()
+		if w.state != StateSchemaBehind {
+			w.log.Warn("not syncing", "reason", msg)
+		}
+		w.state, w.lastErr, w.lastErrAt = StateSchemaBehind, msg, time.Now()
+		w.mu.Unlock()
+		return false, nil
+	}
+	return true, nil
+}
+
+func (w *Worker) prune(ctx context.Context) {
+	if w.opts.Retention <= 0 || time.Since(w.lastPruned) < time.Minute {
+		return
+	}
+	w.lastPruned = time.Now()
+	n, err := w.opts.Outbox.Prune(ctx, time.Now().Add(-w.opts.Retention))
+	if err != nil {
+		w.log.Warn("prune synced rows", logging.KeyErr, err)
+		return
+	}
+	if n > 0 {
+		w.log.Info("pruned synced rows", "rows", n, "retention", w.opts.Retention.String())
+	}
+}
+
+func (w *Worker) succeeded(res Applied) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reachable = true
+	w.lastOK = time.Now()
+	w.synced += int64(res.Rows)
+	w.replayed += int64(res.Replayed)
+	if w.lastErr != "" {
+		w.log.Info("sync recovered")
+	}
+	w.lastErr = ""
+}
+
+func (w *Worker) fail(err error) {
+	msg := logging.Scrub(err.Error())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if isUnreachable(err) {
+		w.reachable = false
+	}
+	if msg != w.lastErr {
+		w.log.Warn("sync failed; retrying with backoff", logging.KeyErr, msg)
+	}
+	w.lastErr, w.lastErrAt = msg, time.Now()
+}
+
+// isUnreachable tells connection trouble from a refusal by a live server.
+func isUnreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// 57P01..57P03: admin shutdown, crash shutdown, cannot connect now.
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, new(*pgconn.ConnectError))
+}
+
+func (w *Worker) setState(s string) {
+	w.mu.Lock()
+	w.state = s
+	w.mu.Unlock()
+}
+
+func (w *Worker) getSchema() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.schema
+}
+
+// Status is what /v1/sync/status and mailslotctl status show for a node.
+type Status struct {
+	NodeID                  string     `json:"node_id"`
+	Region                  string     `json:"region"`
+	State                   string     `json:"state"`
+	Pending                 int64      `json:"pending"`
+	OldestPendingAgeSeconds float64    `json:"oldest_pending_age_seconds"`
+	LastSuccessAt           *time.Time `json:"last_success_at"`
+	LastError               string     `json:"last_error,omitempty"`
+	LastErrorAt             *time.Time `json:"last_error_at,omitempty"`
+	PostgresReachable       bool       `json:"postgres_reachable"`
+	SchemaVersion           int        `json:"schema_version"`
+	SchemaRequired          int        `json:"schema_required"`
+	RowsSynced              int64      `json:"rows_synced"`
+	RowsReplayed            int64      `json:"rows_replayed"`
+	Quarantined             int64      `json:"quarantined"`
+	SyncedRetained          int64      `json:"synced_retained"`
+	LastSeq                 int64      `json:"last_seq"`
+}
+
+// Status reports the worker's and the outbox's state.
+func (w *Worker) Status(ctx context.Context) (Status, error) {
+	st, err := w.opts.Outbox.Stats(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := Status{
+		NodeID:            w.opts.NodeID,
+		Region:            w.opts.Region,
+		State:             w.state,
+		Pending:           st.Pending,
+		LastError:         w.lastErr,
+		PostgresReachable: w.reachable,
+		SchemaVersion:     w.schema,
+		SchemaRequired:    pgschema.Required(),
+		RowsSynced:        w.synced,
+		RowsReplayed:      w.replayed,
+		Quarantined:       st.Quarantined,
+		SyncedRetained:    st.Synced,
+		LastSeq:           st.LastSeq,
+	}
+	if st.OldestPendingAt != nil {
+		s.OldestPendingAgeSeconds = time.Since(*st.OldestPendingAt).Seconds()
+	}
+	if !w.lastOK.IsZero() {
+		t := w.lastOK.UTC()
+		s.LastSuccessAt = &t
+	}
+	if !w.lastErrAt.IsZero() && w.lastErr != "" {
+		t := w.lastErrAt.UTC()
+		s.LastErrorAt = &t
+	}
+	return s, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter spreads retries from many edges over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
