@@ -103,6 +103,7 @@ func (s *Server) Handler() http.Handler {
 	v1.OPTIONS("/events", func(*gin.Context) {})
 
 	e.GET("/v1/sync/status", s.requireAdmin, s.syncStatus)
+	s.adminRoutes(e.Group("/admin", s.requireAdmin))
 	return e
 }
 
@@ -113,6 +114,7 @@ func (s *Server) PrivateHandler() http.Handler {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/v1/sync/status", s.syncStatus)
+	s.adminRoutes(e.Group("/admin"))
 	return e
 }
 

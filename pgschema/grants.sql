@@ -11,7 +11,12 @@ BEGIN
         GRANT SELECT, INSERT ON mailslot.ledger TO mailslot_edge;
         GRANT SELECT, INSERT, UPDATE ON mailslot.leads TO mailslot_edge;
         GRANT SELECT, INSERT ON mailslot.consent_records TO mailslot_edge;
-        GRANT SELECT, INSERT ON mailslot.events TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.events TO mailslot_edge;
+        GRANT SELECT, INSERT ON mailslot.tombstones TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.suppressions TO mailslot_edge;
+        -- Erasure deletes a lead and scrubs what points at it.
+        GRANT DELETE ON mailslot.leads TO mailslot_edge;
+        GRANT UPDATE ON mailslot.consent_records TO mailslot_edge;
     END IF;
 END
 $$;
