@@ -7,4 +7,5 @@ import "github.com/gin-gonic/gin"
 // adds its routes here.
 func (s *Server) adminRoutes(g *gin.RouterGroup) {
 	s.reconcileRoutes(g)
+	s.privacyAdminRoutes(g)
 }

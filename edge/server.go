@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/token"
 )
 
 // StatusFunc reports the sync status for /v1/sync/status. The edge does not
@@ -32,6 +33,8 @@ type Options struct {
 	Outbox *outbox.Outbox
 	Hasher *pii.Hasher
 	Logger *slog.Logger
+	// Tokens signs and verifies confirm, unsubscribe and erasure links.
+	Tokens *token.Keys
 	// SyncStatus, when set, serves GET /v1/sync/status.
 	SyncStatus StatusFunc
 	// Now is the clock; tests may replace it.
@@ -46,6 +49,7 @@ type Server struct {
 	log     *slog.Logger
 	limiter *ratelimit.Limiter
 	status  StatusFunc
+	tokens  *token.Keys
 	now     func() time.Time
 	redir   map[string]bool
 }
@@ -69,6 +73,7 @@ func New(o Options) *Server {
 		log:     o.Logger,
 		limiter: ratelimit.New(o.Config.RateRPS, o.Config.RateBurst, o.Config.RateMaxClients),
 		status:  o.SyncStatus,
+		tokens:  o.Tokens,
 		now:     o.Now,
 		redir:   redir,
 	}
@@ -102,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	v1.OPTIONS("/leads", func(*gin.Context) {})
 	v1.OPTIONS("/events", func(*gin.Context) {})
 
+	s.privacyRoutes(e)
 	e.GET("/v1/sync/status", s.requireAdmin, s.syncStatus)
 	s.adminRoutes(e.Group("/admin", s.requireAdmin))
 	return e

@@ -34,3 +34,8 @@ CREATE TABLE mailslot.purges (
     purged_by  text        NOT NULL,
     purged_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- The sign-up an event names (its submission_id), in a column rather than
+-- inside the payload, so that erasure can find and clear it by index.
+ALTER TABLE mailslot.events ADD COLUMN lead_submission uuid;
+CREATE INDEX events_lead_submission ON mailslot.events (lead_submission) WHERE lead_submission IS NOT NULL;

@@ -131,11 +131,11 @@ func decodeEvent(m map[string]json.RawMessage, prefix string) (Event, fieldErrs)
 			}
 		case "page":
 			if s, ok := str(k, raw); ok {
-				ev.Page, code = text(s, maxURL)
+				ev.Page, code = urlText(s, maxURL)
 			}
 		case "referrer":
 			if s, ok := str(k, raw); ok {
-				ev.Referrer, code = text(s, maxURL)
+				ev.Referrer, code = urlText(s, maxURL)
 			}
 		case "submission_id":
 			if s, ok := str(k, raw); ok {
@@ -155,7 +155,7 @@ func decodeEvent(m map[string]json.RawMessage, prefix string) (Event, fieldErrs)
 					continue
 				}
 				var c string
-				if *p, c = text(uv, maxUTM); c != "" {
+				if *p, c = urlText(uv, maxUTM); c != "" {
 					errs.add(prefix+"utm."+name, c)
 				}
 			}
@@ -247,7 +247,13 @@ func looksLikeEmail(s string) bool {
 	return false
 }
 
-// clientTime accepts RFC 3339 text or epoch milliseconds.
+// maxClientMillis bounds client timestamps (about the year 5138) so that
+// both spellings accept the same range and the stored payload's time always
+// encodes: encoding/json refuses years outside 0000-9999.
+const maxClientMillis = 1e14
+
+// clientTime accepts RFC 3339 text or epoch milliseconds, from the Unix
+// epoch to maxClientMillis.
 func clientTime(raw json.RawMessage) (*time.Time, bool) {
 	if string(raw) == "null" {
 		return nil, true
@@ -255,14 +261,14 @@ func clientTime(raw json.RawMessage) (*time.Time, bool) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
 		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
+		if err != nil || t.Before(time.Unix(0, 0)) || t.UnixMilli() > maxClientMillis {
 			return nil, false
 		}
 		t = t.UTC()
 		return &t, true
 	}
 	var ms float64
-	if err := json.Unmarshal(raw, &ms); err != nil || ms < 0 || ms > 1e14 || math.IsNaN(ms) {
+	if err := json.Unmarshal(raw, &ms); err != nil || ms < 0 || ms > maxClientMillis || math.IsNaN(ms) {
 		return nil, false
 	}
 	t := time.UnixMilli(int64(ms)).UTC()

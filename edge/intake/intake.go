@@ -9,6 +9,7 @@ import (
 	"errors"
 	"maps"
 	"mime"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode"
@@ -179,6 +180,29 @@ func text(v string, max int) (string, string) {
 	return v, ""
 }
 
+// emailInText matches an address inside free text, including one that is
+// percent-encoded in a URL (ann%40example.com).
+var emailInText = regexp.MustCompile(`(?i)[a-z0-9._%+\-]+(?:@|%40)[a-z0-9.\-]+\.[a-z]{2,}`)
+
+// EmailRedacted replaces an address found inside a URL or campaign value.
+const EmailRedacted = "[email]"
+
+// stripEmails removes addresses from free text that is not meant to hold
+// one (a page URL with ?email=…, a referrer, a UTM value): telemetry and
+// attribution must never carry an address that erasure would have to chase.
+func stripEmails(v string) string {
+	if !strings.Contains(v, "@") && !strings.Contains(strings.ToLower(v), "%40") {
+		return v
+	}
+	return emailInText.ReplaceAllString(v, EmailRedacted)
+}
+
+// url checks free text that may hold a URL and strips addresses from it.
+func urlText(v string, max int) (string, string) {
+	v, code := text(v, max)
+	return stripEmails(v), code
+}
+
 // ident checks an identifier such as a property or consent source:
 // letters, digits and . _ : - only.
 func ident(v string, max int) (string, string) {
@@ -192,6 +216,16 @@ func ident(v string, max int) (string, string) {
 		}
 	}
 	return v, ""
+}
+
+// Ident checks a property-like identifier (letters, digits, . _ : -, at
+// most 64 bytes) and returns it trimmed, or a field error code.
+func Ident(v string) (string, string) {
+	v, code := ident(v, maxProperty)
+	if code == "" && v == "" {
+		return "", FieldRequired
+	}
+	return v, code
 }
 
 // jsonObject parses a JSON object into its members, rejecting anything

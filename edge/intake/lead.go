@@ -80,21 +80,27 @@ func DecodeLead(f Format, body []byte) (LeadRequest, error) {
 		vals = make(map[string]string, len(m))
 		for k, raw := range m {
 			if k == "utm" {
-				if err := flattenUTM(raw, vals); err != nil {
-					errs.add("utm", FieldInvalid)
-				}
-				continue
+				continue // merged below, so that a duplicate is caught whatever the map order
 			}
 			s, ok := jsonString(raw)
 			if !ok {
 				errs.add(k, FieldInvalid)
 				continue
 			}
-			if _, dup := vals[k]; dup { // utm_x given both nested and flat
-				errs.add(k, FieldDuplicate)
-				continue
-			}
 			vals[k] = s
+		}
+		if raw, ok := m["utm"]; ok {
+			nested := map[string]string{}
+			if err := flattenUTM(raw, nested); err != nil {
+				errs.add("utm", FieldInvalid)
+			}
+			for k, v := range nested {
+				if _, dup := vals[k]; dup { // utm_x given both nested and flat
+					errs.add(k, FieldDuplicate)
+					continue
+				}
+				vals[k] = v
+			}
 		}
 	case FormatForm:
 		q, err := url.ParseQuery(string(body))
@@ -167,9 +173,9 @@ func validateLead(vals map[string]string, errs fieldErrs) LeadRequest {
 		case "name":
 			req.Name, code = text(v, maxName)
 		case "page":
-			req.Page, code = text(v, maxURL)
+			req.Page, code = urlText(v, maxURL)
 		case "referrer":
-			req.Referrer, code = text(v, maxURL)
+			req.Referrer, code = urlText(v, maxURL)
 		case "redirect":
 			req.Redirect, code = text(v, maxURL)
 		case "idempotency_key":
@@ -179,7 +185,7 @@ func validateLead(vals map[string]string, errs fieldErrs) LeadRequest {
 		default:
 			name, ok := strings.CutPrefix(k, "utm_")
 			if p := req.UTM.field(name); ok && p != nil {
-				*p, code = text(v, maxUTM)
+				*p, code = urlText(v, maxUTM)
 				break
 			}
 			code = FieldUnknown

@@ -17,7 +17,9 @@ import (
 	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/sync/drain"
+	"github.com/mailslot/mailslot/sync/tombstone"
 )
 
 // Node is one edge process.
@@ -32,6 +34,13 @@ type Node struct {
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
 	workers       []Worker
+}
+
+// nodeStatus is what /v1/sync/status answers: the sync worker's fields at
+// the top level, the tombstone puller's beside them.
+type nodeStatus struct {
+	drain.Status
+	Tombstones tombstone.Status `json:"tombstones"`
 }
 
 // Worker is a background loop the node starts after its listeners and
@@ -56,6 +65,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	tokens, err := token.ParseKeys(cfg.TokenKey)
+	if err != nil {
+		_ = out.Close()
+		return nil, fmt.Errorf("MAILSLOT_TOKEN_KEY: %w", err)
+	}
 	n := &Node{cfg: cfg, log: log, Outbox: out}
 	var status edge.StatusFunc
 	if cfg.DatabaseURL != "" {
@@ -75,7 +89,28 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		}
 		n.Sync = w
 		n.AddWorker(w)
-		status = func(ctx context.Context) (any, error) { return w.Status(ctx) }
+		puller, err := tombstone.New(tombstone.Options{
+			Outbox:      out,
+			DatabaseURL: cfg.DatabaseURL,
+			Interval:    cfg.TombstoneInterval,
+			Logger:      log.With("worker", "tombstones"),
+		})
+		if err != nil {
+			_ = out.Close()
+			return nil, err
+		}
+		n.AddWorker(puller)
+		status = func(ctx context.Context) (any, error) {
+			ds, err := w.Status(ctx)
+			if err != nil {
+				return nil, err
+			}
+			ts, err := puller.Status(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return nodeStatus{Status: ds, Tombstones: ts}, nil
+		}
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
 	}
@@ -85,6 +120,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		Hasher:     pii.NewHasher([]byte(cfg.IPPepper)),
 		Logger:     log,
 		SyncStatus: status,
+		Tokens:     tokens,
 	})
 	if n.pubLn, err = net.Listen("tcp", cfg.Addr); err != nil {
 		_ = out.Close()

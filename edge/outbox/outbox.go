@@ -37,6 +37,10 @@ type Kind string
 const (
 	KindLead  Kind = "lead"
 	KindEvent Kind = "event"
+	// KindConsent is a confirmation or an unsubscribe from a signed link.
+	KindConsent Kind = "consent"
+	// KindErasure asks Postgres to erase an address everywhere.
+	KindErasure Kind = "erasure"
 )
 
 // Errors the outbox answers with. Callers map them to HTTP statuses.

@@ -36,14 +36,10 @@ func (o *Outbox) Pending(ctx context.Context, afterSeq int64, limit int) ([]Row,
 	defer rows.Close()
 	out := make([]Row, 0, limit)
 	for rows.Next() {
-		var r Row
-		var kind string
-		var ms int64
-		if err := rows.Scan(&r.Seq, &r.ID, &r.NodeID, &kind, &ms, &r.IdemKey, &r.Payload, &r.EmailHMAC, &r.IPHMAC); err != nil {
-			return nil, fmt.Errorf("scan pending row: %w", err)
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, err
 		}
-		r.Kind = Kind(kind)
-		r.ReceivedAt = time.UnixMilli(ms).UTC()
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -52,13 +48,27 @@ func (o *Outbox) Pending(ctx context.Context, afterSeq int64, limit int) ([]Row,
 	return out, nil
 }
 
+// scanRow reads the columns selected as seq, id, node_id, kind,
+// received_at, idem_key, payload, email_hmac, ip_hmac.
+func scanRow(rows *sql.Rows) (Row, error) {
+	var r Row
+	var kind string
+	var ms int64
+	if err := rows.Scan(&r.Seq, &r.ID, &r.NodeID, &kind, &ms, &r.IdemKey, &r.Payload, &r.EmailHMAC, &r.IPHMAC); err != nil {
+		return r, fmt.Errorf("scan outbox row: %w", err)
+	}
+	r.Kind = Kind(kind)
+	r.ReceivedAt = time.UnixMilli(ms).UTC()
+	return r, nil
+}
+
 // MarkSynced records that Postgres committed the rows with these seqs.
 func (o *Outbox) MarkSynced(ctx context.Context, seqs []int64, at time.Time) error {
 	if len(seqs) == 0 {
 		return nil
 	}
 	return o.Do(ctx, func(ctx context.Context, tx *Tx) error {
-		n, err := updateSeqs(ctx, tx.Tx, `UPDATE outbox SET synced_at = ? WHERE synced_at IS NULL AND quarantined_at IS NULL AND seq IN `, at.UnixMilli(), seqs)
+		n, err := updateSeqs(ctx, tx.Tx, `UPDATE outbox SET synced_at = ? WHERE synced_at IS NULL AND quarantined_at IS NULL AND seq IN `, []any{at.UnixMilli()}, seqs)
 		if err != nil {
 			return fmt.Errorf("mark %d rows synced: %w", len(seqs), err)
 		}
@@ -102,14 +112,16 @@ func (o *Outbox) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 	return n, err
 }
 
-func updateSeqs(ctx context.Context, tx *sql.Tx, prefix string, first any, seqs []int64) (int64, error) {
+// updateSeqs runs prefix + "(?,?,…)" over seqs in chunks, with lead as the
+// statement's leading arguments.
+func updateSeqs(ctx context.Context, tx *sql.Tx, prefix string, lead []any, seqs []int64) (int64, error) {
 	var total int64
 	// SQLite allows 32766 bound parameters; stay well below.
 	for len(seqs) > 0 {
 		chunk := seqs[:min(len(seqs), 1000)]
 		seqs = seqs[len(chunk):]
-		args := make([]any, 0, len(chunk)+1)
-		args = append(args, first)
+		args := make([]any, 0, len(chunk)+len(lead))
+		args = append(args, lead...)
 		for _, s := range chunk {
 			args = append(args, s)
 		}

@@ -212,7 +212,11 @@ func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 		return
 	}
 	o.lastErr.Store(nil)
-	o.pending.Add(inserted + delta)
+	if p := o.pending.Add(inserted + delta); o.opts.MaxPendingRows > 0 && p >= o.opts.MaxPendingRows {
+		// Refuse from the next submission on, not from the monitor's next
+		// tick: a second at full speed is thousands of rows past the limit.
+		o.refreshLimits()
+	}
 	for i, j := range batch {
 		if rc := results[i].receipt; rc.LastSeq > o.lastSeq.Load() {
 			o.lastSeq.Store(rc.LastSeq)

@@ -62,14 +62,41 @@ type Config struct {
 	OutboxMaxBytes int64
 	DiskMinFree    int64
 
-	DatabaseURL   string
-	ReplicaURL    string
+	DatabaseURL string
+	// ReplicaURL is the fleet's Litestream replica base; each node
+	// replicates beneath it under its node id (package edge/replica).
+	ReplicaURL string
+	// ReplicaEndpoint is the S3 endpoint for non-AWS stores (Fly Tigris).
+	ReplicaEndpoint string
+	// ReplicaSyncInterval is how often committed rows are shipped to the
+	// replica: the most a lost volume can lose, plus the upload time.
+	ReplicaSyncInterval time.Duration
+	// ReplicaRetention bounds how long the replica keeps history (old
+	// snapshots and the changes between them): a row scrubbed from the
+	// outbox is gone from the replica within about twice this.
+	ReplicaRetention time.Duration
 	SyncBatch     int
 	SyncInterval  time.Duration
 	SyncRetention time.Duration
 
+	// PublicURL is the edge's public base URL, used in minted links.
+	PublicURL string
+	// Link lifetimes. Unsubscribe links must work for at least 60 days (CASL).
+	ConfirmTTL     time.Duration
+	UnsubscribeTTL time.Duration
+	EraseTTL       time.Duration
+	// TombstoneInterval is how often the edge pulls new erasures.
+	TombstoneInterval time.Duration
+
 	ShutdownTimeout time.Duration
+
+	// Images configures image descriptions (sync/dispatch).
+	Images Images
 }
+
+// minUnsubscribeTTL is CASL's floor: an unsubscribe mechanism must stay
+// valid for 60 days after the message was sent.
+const minUnsubscribeTTL = 60 * 24 * time.Hour
 
 // Load reads the configuration through getenv (os.Getenv in production,
 // a map in tests). It validates everything it can without touching disk.
@@ -107,12 +134,31 @@ func Load(getenv func(string) string) (*Config, error) {
 		DiskMinFree:    int64(p.int("MAILSLOT_DISK_MIN_FREE_BYTES", 64<<20)),
 
 		DatabaseURL:   getenv("DATABASE_URL"),
-		ReplicaURL:    getenv("MAILSLOT_REPLICA_URL"),
+		ReplicaURL:    strings.TrimSpace(getenv("MAILSLOT_REPLICA_URL")),
 		SyncBatch:     p.int("MAILSLOT_SYNC_BATCH", 1000),
 		SyncInterval:  p.duration("MAILSLOT_SYNC_INTERVAL", 200*time.Millisecond),
 		SyncRetention: p.duration("MAILSLOT_SYNC_RETENTION", 7*24*time.Hour),
 
+		ReplicaEndpoint:     p.str("MAILSLOT_REPLICA_ENDPOINT", ""),
+		ReplicaSyncInterval: p.duration("MAILSLOT_REPLICA_SYNC_INTERVAL", time.Second),
+		ReplicaRetention:    p.duration("MAILSLOT_REPLICA_RETENTION", 24*time.Hour),
+
+		PublicURL:         strings.TrimSuffix(p.str("MAILSLOT_PUBLIC_URL", ""), "/"),
+		ConfirmTTL:        p.duration("MAILSLOT_CONFIRM_LINK_TTL", 30*24*time.Hour),
+		UnsubscribeTTL:    p.duration("MAILSLOT_UNSUBSCRIBE_LINK_TTL", 365*24*time.Hour),
+		EraseTTL:          p.duration("MAILSLOT_ERASE_LINK_TTL", 30*24*time.Hour),
+		TombstoneInterval: p.duration("MAILSLOT_TOMBSTONE_INTERVAL", 500*time.Millisecond),
+
 		ShutdownTimeout: p.duration("MAILSLOT_SHUTDOWN_TIMEOUT", 20*time.Second),
+	}
+	if c.UnsubscribeTTL < minUnsubscribeTTL {
+		p.fail("MAILSLOT_UNSUBSCRIBE_LINK_TTL", "must be at least 1440h (60 days, CASL)")
+	}
+	if c.PublicURL == "" && c.Env == Development {
+		c.PublicURL = "http://127.0.0.1" + c.Addr
+		if strings.HasPrefix(c.Addr, "127.0.0.1:") || strings.HasPrefix(c.Addr, "localhost:") {
+			c.PublicURL = "http://" + c.Addr
+		}
 	}
 	if c.Env != Development && c.Env != Production {
 		p.fail("MAILSLOT_ENV", "must be development or production")
@@ -139,6 +185,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.MaxEvents < 1 || c.MaxEvents > 1000 {
 		p.fail("MAILSLOT_MAX_EVENTS", "must be between 1 and 1000")
 	}
+	checkReplica(&p, c)
 	if c.SyncBatch < 1 || c.SyncBatch > 10_000 {
 		p.fail("MAILSLOT_SYNC_BATCH", "must be between 1 and 10000")
 	}
@@ -160,10 +207,43 @@ func Load(getenv func(string) string) (*Config, error) {
 			p.errs = append(p.errs, fmt.Errorf("production mode needs these secrets set: %s", strings.Join(missing, ", ")))
 		}
 	}
+	c.Images = p.images(c.Env)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
 	return c, nil
+}
+
+// checkReplica validates the replica settings as far as can be done without
+// the network; package edge/replica checks the rest when it starts.
+func checkReplica(p *parser, c *Config) {
+	if c.ReplicaURL != "" {
+		u, err := url.Parse(c.ReplicaURL)
+		switch {
+		case err != nil:
+			p.fail("MAILSLOT_REPLICA_URL", "is not a valid URL")
+		case u.Scheme == "file" && (u.Host != "" || !strings.HasPrefix(u.Path, "/")):
+			p.fail("MAILSLOT_REPLICA_URL", "must name an absolute path, as in file:///var/lib/mailslot/replicas")
+		case u.Scheme == "s3" && u.Host == "":
+			p.fail("MAILSLOT_REPLICA_URL", "must name a bucket, as in s3://bucket/path")
+		case u.Scheme != "file" && u.Scheme != "s3":
+			p.fail("MAILSLOT_REPLICA_URL", "must be a file:// or s3:// URL")
+		}
+	}
+	if e := c.ReplicaEndpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail("MAILSLOT_REPLICA_ENDPOINT", "must be an http(s) URL, as in https://fly.storage.tigris.dev")
+		} else if !strings.HasPrefix(c.ReplicaURL, "s3://") {
+			p.fail("MAILSLOT_REPLICA_ENDPOINT", "applies only with an s3:// MAILSLOT_REPLICA_URL")
+		}
+	}
+	if c.ReplicaSyncInterval < 10*time.Millisecond {
+		p.fail("MAILSLOT_REPLICA_SYNC_INTERVAL", "must be at least 10ms")
+	}
+	if c.ReplicaRetention < time.Minute {
+		p.fail("MAILSLOT_REPLICA_RETENTION", "must be at least 1m")
+	}
 }
 
 // DevSecretsFile is where development mode keeps the secrets it generated,
@@ -338,4 +418,141 @@ func (p *parser) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// Image providers (MAILSLOT_IMAGE_PROVIDER).
+const (
+	ImageProviderOff         = "off"
+	ImageProviderReplicate   = "replicate"
+	ImageProviderHuggingFace = "huggingface"
+)
+
+// Images configures image descriptions: which GPU provider runs the two
+// models, where images may come from, how long a cold start may take, and
+// what a month may cost. The tokens and the webhook secret are secrets:
+// nothing logs this struct.
+type Images struct {
+	Provider string
+	// AllowedHosts are the hosts an image URL may name.
+	AllowedHosts []string
+
+	ReplicateURL   string
+	ReplicateToken string
+	// WebhookSecret verifies Replicate's webhooks ("whsec_…"); WebhookURL
+	// is this service's public URL of POST /v1/webhooks/replicate, sent
+	// with each prediction. Without it the dispatcher only polls.
+	WebhookSecret string
+	WebhookURL    string
+	// FacesModel and CaptionModel are Replicate models: owner/name,
+	// owner/name:version or a version id.
+	FacesModel   string
+	CaptionModel string
+
+	HFFacesURL   string
+	HFCaptionURL string
+	HFToken      string
+
+	CaptionPrompt string
+	// PricePerSecond (USD) prices the provider's reported compute time;
+	// MonthlyBudget (USD, 0 for none) stops dispatching once reached.
+	PricePerSecond float64
+	MonthlyBudget  float64
+
+	AttemptTimeout time.Duration
+	RequestTimeout time.Duration
+	MaxAttempts    int
+	Concurrency    int
+
+	MaxUploadBytes   int64
+	UploadStoreBytes int64
+}
+
+// images reads the MAILSLOT_IMAGE_* variables.
+func (p *parser) images(env string) Images {
+	im := Images{
+		Provider:       strings.ToLower(p.str("MAILSLOT_IMAGE_PROVIDER", ImageProviderOff)),
+		AllowedHosts:   p.list("MAILSLOT_IMAGE_ALLOWED_HOSTS"),
+		ReplicateURL:   strings.TrimSuffix(p.str("MAILSLOT_IMAGE_REPLICATE_URL", "https://api.replicate.com"), "/"),
+		ReplicateToken: strings.TrimSpace(p.getenv("MAILSLOT_IMAGE_REPLICATE_TOKEN")),
+		WebhookSecret:  strings.TrimSpace(p.getenv("MAILSLOT_IMAGE_REPLICATE_WEBHOOK_SECRET")),
+		WebhookURL:     p.str("MAILSLOT_IMAGE_WEBHOOK_URL", ""),
+		FacesModel:     p.str("MAILSLOT_IMAGE_FACES_MODEL", ""),
+		CaptionModel:   p.str("MAILSLOT_IMAGE_CAPTION_MODEL", ""),
+		HFFacesURL:     p.str("MAILSLOT_IMAGE_HF_FACES_URL", ""),
+		HFCaptionURL:   p.str("MAILSLOT_IMAGE_HF_CAPTION_URL", ""),
+		HFToken:        strings.TrimSpace(p.getenv("MAILSLOT_IMAGE_HF_TOKEN")),
+		CaptionPrompt:  p.str("MAILSLOT_IMAGE_CAPTION_PROMPT", ""),
+		// Replicate's Nvidia T4 rate; a Hugging Face T4 small is
+		// $0.40/h, 0.000111/s (but bills uptime, not requests).
+		PricePerSecond:   p.float("MAILSLOT_IMAGE_PRICE_PER_SECOND", 0.000225),
+		MonthlyBudget:    p.float("MAILSLOT_IMAGE_MONTHLY_BUDGET", 10),
+		AttemptTimeout:   p.duration("MAILSLOT_IMAGE_ATTEMPT_TIMEOUT", 5*time.Minute),
+		RequestTimeout:   p.duration("MAILSLOT_IMAGE_REQUEST_TIMEOUT", 2*time.Minute),
+		MaxAttempts:      p.int("MAILSLOT_IMAGE_MAX_ATTEMPTS", 5),
+		Concurrency:      p.int("MAILSLOT_IMAGE_CONCURRENCY", 2),
+		MaxUploadBytes:   int64(p.int("MAILSLOT_IMAGE_MAX_UPLOAD_BYTES", 1<<20)),
+		UploadStoreBytes: int64(p.int("MAILSLOT_IMAGE_UPLOAD_STORE_BYTES", 256<<20)),
+	}
+	httpsOnly := func(name, v string) {
+		if v == "" {
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && (u.Scheme != "http" || env != Development)) {
+			p.fail(name, "must be an https URL (http only in development)")
+		}
+	}
+	switch im.Provider {
+	case ImageProviderOff:
+	case ImageProviderReplicate:
+		if im.ReplicateToken == "" {
+			p.fail("MAILSLOT_IMAGE_REPLICATE_TOKEN", "must be set when MAILSLOT_IMAGE_PROVIDER=replicate")
+		}
+		if im.FacesModel == "" || im.CaptionModel == "" {
+			p.fail("MAILSLOT_IMAGE_FACES_MODEL", "and MAILSLOT_IMAGE_CAPTION_MODEL must be set when MAILSLOT_IMAGE_PROVIDER=replicate")
+		}
+		httpsOnly("MAILSLOT_IMAGE_REPLICATE_URL", im.ReplicateURL)
+	case ImageProviderHuggingFace:
+		if im.HFToken == "" {
+			p.fail("MAILSLOT_IMAGE_HF_TOKEN", "must be set when MAILSLOT_IMAGE_PROVIDER=huggingface")
+		}
+		if im.HFFacesURL == "" || im.HFCaptionURL == "" {
+			p.fail("MAILSLOT_IMAGE_HF_FACES_URL", "and MAILSLOT_IMAGE_HF_CAPTION_URL must be set when MAILSLOT_IMAGE_PROVIDER=huggingface")
+		}
+		httpsOnly("MAILSLOT_IMAGE_HF_FACES_URL", im.HFFacesURL)
+		httpsOnly("MAILSLOT_IMAGE_HF_CAPTION_URL", im.HFCaptionURL)
+	default:
+		p.fail("MAILSLOT_IMAGE_PROVIDER", "must be off, replicate or huggingface")
+	}
+	httpsOnly("MAILSLOT_IMAGE_WEBHOOK_URL", im.WebhookURL)
+	if im.WebhookSecret != "" && !strings.HasPrefix(im.WebhookSecret, "whsec_") {
+		p.fail("MAILSLOT_IMAGE_REPLICATE_WEBHOOK_SECRET", "must be the whsec_… secret Replicate gives (GET /v1/webhooks/default/secret)")
+	}
+	if im.WebhookURL != "" && im.WebhookSecret == "" {
+		p.fail("MAILSLOT_IMAGE_REPLICATE_WEBHOOK_SECRET", "must be set with MAILSLOT_IMAGE_WEBHOOK_URL: unsigned webhooks are refused")
+	}
+	for _, h := range im.AllowedHosts {
+		if strings.ContainsAny(h, "/*@ ") {
+			p.fail("MAILSLOT_IMAGE_ALLOWED_HOSTS", fmt.Sprintf("%q must be a bare host or host:port", h))
+		}
+	}
+	if im.PricePerSecond < 0 || im.MonthlyBudget < 0 {
+		p.fail("MAILSLOT_IMAGE_PRICE_PER_SECOND", "and MAILSLOT_IMAGE_MONTHLY_BUDGET must not be negative")
+	}
+	if im.AttemptTimeout < time.Second || im.RequestTimeout < time.Second {
+		p.fail("MAILSLOT_IMAGE_ATTEMPT_TIMEOUT", "and MAILSLOT_IMAGE_REQUEST_TIMEOUT must be at least 1s (cold starts take 30-90s)")
+	}
+	if im.MaxAttempts < 1 || im.MaxAttempts > 100 {
+		p.fail("MAILSLOT_IMAGE_MAX_ATTEMPTS", "must be between 1 and 100")
+	}
+	if im.Concurrency < 1 || im.Concurrency > 32 {
+		p.fail("MAILSLOT_IMAGE_CONCURRENCY", "must be between 1 and 32")
+	}
+	if im.MaxUploadBytes < 1024 || im.MaxUploadBytes > 4<<20 {
+		p.fail("MAILSLOT_IMAGE_MAX_UPLOAD_BYTES", "must be between 1024 and 4194304 (uploads travel inline to the provider)")
+	}
+	if im.UploadStoreBytes < im.MaxUploadBytes {
+		p.fail("MAILSLOT_IMAGE_UPLOAD_STORE_BYTES", "must be at least MAILSLOT_IMAGE_MAX_UPLOAD_BYTES")
+	}
+	return im
 }

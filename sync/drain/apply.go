@@ -38,11 +38,24 @@ func (e *PoisonError) Error() string { return fmt.Sprintf("row %d: %s", e.Seq, e
 // the merge is the same whatever order rows arrive in.
 var basisRank = map[string]int{intake.ConsentPending: 1, intake.ConsentImplied: 2, intake.ConsentExpress: 3}
 
-// decoded is a batch split by kind, with payloads parsed.
+// decoded is a batch with payloads parsed, split by kind, and its order
+// kept: consent changes and erasures must apply between the sign-ups that
+// came before and after them.
 type decoded struct {
-	all    []outbox.Row
-	leads  []leadRow
-	events []eventRow
+	all      []outbox.Row // every row that decoded, in seq order
+	leads    []leadRow
+	events   []eventRow
+	controls []controlRow
+	order    []item
+}
+
+// item points into one of decoded's kind lists.
+type item struct {
+	kind  outbox.Kind
+	index int
+	// erased marks a row the edge scrubbed before it synced: it reaches
+	// the ledger only.
+	erased bool
 }
 
 type leadRow struct {
@@ -55,36 +68,68 @@ type eventRow struct {
 	ev  intake.Event
 }
 
+// controlRow is a consent change or an erasure request.
+type controlRow struct {
+	row     outbox.Row
+	consent *intake.ConsentChange
+	erasure *intake.ErasureRequest
+}
+
 // decode parses every payload; a row that does not parse is poison.
 func decode(rows []outbox.Row) (decoded, []*PoisonError) {
 	d := decoded{all: make([]outbox.Row, 0, len(rows))}
 	var poison []*PoisonError
+	bad := func(r outbox.Row, reason string) { poison = append(poison, &PoisonError{Seq: r.Seq, Reason: reason}) }
 	for _, r := range rows {
 		if _, err := uuid.Parse(r.ID); err != nil {
-			poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "submission id is not a UUID"})
+			bad(r, "submission id is not a UUID")
+			continue
+		}
+		if string(r.Payload) == outbox.ErasedPayload {
+			d.order = append(d.order, item{kind: r.Kind, erased: true})
+			d.all = append(d.all, r)
 			continue
 		}
 		switch r.Kind {
 		case outbox.KindLead:
 			var p intake.LeadPayload
 			if err := json.Unmarshal(r.Payload, &p); err != nil {
-				poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "lead payload: " + err.Error()})
+				bad(r, "lead payload: "+err.Error())
 				continue
 			}
 			if basisRank[p.Consent] == 0 || p.Property == "" || len(r.EmailHMAC) == 0 {
-				poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "lead payload lacks consent, property or email hash"})
+				bad(r, "lead payload lacks consent, property or email hash")
 				continue
 			}
+			d.order = append(d.order, item{kind: r.Kind, index: len(d.leads)})
 			d.leads = append(d.leads, leadRow{row: r, p: p})
 		case outbox.KindEvent:
 			var ev intake.Event
 			if err := json.Unmarshal(r.Payload, &ev); err != nil {
-				poison = append(poison, &PoisonError{Seq: r.Seq, Reason: "event payload: " + err.Error()})
+				bad(r, "event payload: "+err.Error())
 				continue
 			}
+			d.order = append(d.order, item{kind: r.Kind, index: len(d.events)})
 			d.events = append(d.events, eventRow{row: r, ev: ev})
+		case outbox.KindConsent:
+			var c intake.ConsentChange
+			if err := json.Unmarshal(r.Payload, &c); err != nil || len(r.EmailHMAC) == 0 || c.Property == "" ||
+				(c.Action != intake.ActionConfirm && c.Action != intake.ActionUnsubscribe) {
+				bad(r, "consent change payload is incomplete")
+				continue
+			}
+			d.order = append(d.order, item{kind: r.Kind, index: len(d.controls)})
+			d.controls = append(d.controls, controlRow{row: r, consent: &c})
+		case outbox.KindErasure:
+			var e intake.ErasureRequest
+			if err := json.Unmarshal(r.Payload, &e); err != nil || len(r.EmailHMAC) == 0 {
+				bad(r, "erasure request payload is incomplete")
+				continue
+			}
+			d.order = append(d.order, item{kind: r.Kind, index: len(d.controls)})
+			d.controls = append(d.controls, controlRow{row: r, erasure: &e})
 		default:
-			poison = append(poison, &PoisonError{Seq: r.Seq, Reason: fmt.Sprintf("unknown row kind %q", r.Kind)})
+			bad(r, fmt.Sprintf("unknown row kind %q", r.Kind))
 			continue
 		}
 		d.all = append(d.all, r)
@@ -179,20 +224,25 @@ func mergeLeads(leads []leadRow) []*leadMerge {
 // this order, inside the batch's transaction.
 const (
 	insertLedgerSQL = `
-INSERT INTO mailslot.ledger (node_id, seq, kind, submission_id, received_at)
-SELECT $1, s.seq, s.kind, s.id, s.received_at
-FROM unnest($2::bigint[], $3::text[], $4::uuid[], $5::timestamptz[]) AS s (seq, kind, id, received_at)
+INSERT INTO mailslot.ledger (node_id, seq, kind, submission_id, received_at, outcome)
+SELECT $1, s.seq, s.kind, s.id, s.received_at, s.outcome
+FROM unnest($2::bigint[], $3::text[], $4::uuid[], $5::timestamptz[], $6::text[]) AS s (seq, kind, id, received_at, outcome)
 ON CONFLICT (node_id, seq) DO NOTHING`
 
 	// upsertLeadsSQL merges with the stored lead by the rules in the
 	// package doc: strongest basis, latest express/implied time, earliest
-	// first touch, latest last touch, latest non-empty name.
+	// first touch, latest last touch, latest non-empty name. A new lead
+	// also inherits what arrived before it: a suppression (unsubscribe or
+	// erasure) becomes its withdrawn_at, and a confirmation that synced
+	// before its sign-up becomes its express_at.
 	upsertLeadsSQL = `
 INSERT INTO mailslot.leads AS l (
-    property, email, email_hmac, name, consent_basis, express_at, implied_at,
+    property, email, email_hmac, name, consent_basis, express_at, implied_at, withdrawn_at,
     first_seen_at, first_utm, first_page, first_referrer,
     last_seen_at, last_utm, last_page, last_referrer, submissions)
-SELECT s.property, s.email, s.email_hmac, s.name, s.basis, s.express_at, s.implied_at,
+SELECT s.property, s.email, s.email_hmac, s.name,
+       CASE WHEN o.express_at IS NOT NULL THEN 'express' ELSE s.basis END,
+       GREATEST(s.express_at, o.express_at), s.implied_at, x.withdrawn_at,
        s.first_at, s.first_utm::jsonb, s.first_page, s.first_ref,
        s.last_at, s.last_utm::jsonb, s.last_page, s.last_ref, s.submissions
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
@@ -200,6 +250,12 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::tim
             $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::int[])
      AS s (property, email, email_hmac, name, basis, express_at, implied_at,
            first_at, first_utm, first_page, first_ref, last_at, last_utm, last_page, last_ref, submissions)
+LEFT JOIN LATERAL (
+    SELECT max(c.recorded_at) AS express_at FROM mailslot.consent_records c
+    WHERE c.email_hmac = s.email_hmac AND c.property = s.property AND c.status = 'express' AND c.lead_id IS NULL) o ON true
+LEFT JOIN LATERAL (
+    SELECT max(x.created_at) AS withdrawn_at FROM mailslot.suppressions x
+    WHERE x.email_hmac = s.email_hmac AND x.property IN ('', s.property)) x ON true
 ON CONFLICT (property, email_hmac) DO UPDATE SET
     name = CASE WHEN EXCLUDED.name IS NOT NULL AND (l.name IS NULL OR EXCLUDED.last_seen_at >= l.last_seen_at)
                 THEN EXCLUDED.name ELSE l.name END,
@@ -209,6 +265,7 @@ ON CONFLICT (property, email_hmac) DO UPDATE SET
         THEN EXCLUDED.consent_basis ELSE l.consent_basis END,
     express_at = GREATEST(l.express_at, EXCLUDED.express_at),
     implied_at = GREATEST(l.implied_at, EXCLUDED.implied_at),
+    withdrawn_at = GREATEST(l.withdrawn_at, EXCLUDED.withdrawn_at),
     first_seen_at  = LEAST(l.first_seen_at, EXCLUDED.first_seen_at),
     first_utm      = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_utm ELSE l.first_utm END,
     first_page     = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_page ELSE l.first_page END,
@@ -232,8 +289,11 @@ JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac
 
 	insertEventsSQL = `
 INSERT INTO mailslot.events (
-    submission_id, lead_id, property, type, received_at, client_time, payload, ip_hmac, origin_node, origin_seq)
-SELECT s.id, c.lead_id, s.property, s.type, s.received_at, s.client_time, s.payload::jsonb, s.ip_hmac, $1, s.seq
+    submission_id, lead_id, lead_submission, property, type, received_at, client_time, payload, ip_hmac, origin_node, origin_seq)
+SELECT s.id, c.lead_id,
+       -- a link to a sign-up that was erased is dropped, not kept
+       CASE WHEN c.id IS NOT NULL AND c.email_hmac IS NULL THEN NULL ELSE s.lead_submission END,
+       s.property, s.type, s.received_at, s.client_time, s.payload::jsonb - 'submission_id', s.ip_hmac, $1, s.seq
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bytea[],
             $9::bigint[], $10::uuid[])
      AS s (id, property, type, received_at, client_time, payload, ip_hmac, seq, lead_submission)
@@ -249,6 +309,14 @@ ON CONFLICT (node_id) DO UPDATE SET
     last_sync_at = now()`
 
 	existingSeqsSQL = `SELECT seq FROM mailslot.ledger WHERE node_id = $1 AND seq = ANY($2::bigint[])`
+)
+
+// Ledger outcomes.
+const (
+	outcomeApplied = "applied"
+	// outcomeErased marks a row that a tombstone covers (or that the edge
+	// scrubbed): its key is recorded, its content is not.
+	outcomeErased = "erased"
 )
 
 // Applier writes batches for one node.
@@ -329,60 +397,102 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 
+	erasedAt, err := lockAddresses(ctx, tx, d, skip)
+	if err != nil {
+		return 0, err
+	}
+	// An erasure in this very batch covers the batch's other rows too,
+	// whichever side of it they committed on at the edge.
+	for _, c := range d.controls {
+		if e := c.erasure; e != nil && !skip[c.row.Seq] {
+			at := e.RequestedAt
+			if at.IsZero() {
+				at = c.row.ReceivedAt
+			}
+			if prev, ok := erasedAt[string(c.row.EmailHMAC)]; !ok || at.After(prev) {
+				erasedAt[string(c.row.EmailHMAC)] = at
+			}
+		}
+	}
+	// covered reports whether a tombstone erased the row's address at or
+	// after the row was captured: such a row must never come back.
+	covered := func(r outbox.Row) bool {
+		t, ok := erasedAt[string(r.EmailHMAC)]
+		return ok && !t.Before(r.ReceivedAt)
+	}
+
 	b := &pgx.Batch{}
 	var (
 		seqs     []int64
 		kinds    []string
 		ids      []string
 		received []time.Time
+		outcomes []string
+		segLeads []leadRow
+		segEvts  []eventRow
 	)
-	for _, r := range d.all {
+	flush := func() {
+		if len(segLeads) > 0 {
+			queueLeads(b, a.NodeID, segLeads)
+		}
+		if len(segEvts) > 0 {
+			queueEvents(b, a.NodeID, segEvts)
+		}
+		segLeads, segEvts = nil, nil
+	}
+	ledger := b.Queue(insertLedgerSQL) // arguments set below, once outcomes are known
+	for i, r := range d.all {
 		if skip[r.Seq] {
 			continue
+		}
+		it := d.order[i]
+		outcome := outcomeApplied
+		switch {
+		case it.erased:
+			outcome = outcomeErased
+		case it.kind == outbox.KindLead && covered(r):
+			outcome = outcomeErased
+		case it.kind == outbox.KindLead:
+			segLeads = append(segLeads, d.leads[it.index])
+		case it.kind == outbox.KindEvent:
+			segEvts = append(segEvts, d.events[it.index])
+		case it.kind == outbox.KindConsent && covered(r):
+			outcome = outcomeErased
+		default: // consent change or erasure: apply what came before it first
+			flush()
+			queueControl(b, a.NodeID, d.controls[it.index])
 		}
 		seqs = append(seqs, r.Seq)
 		kinds = append(kinds, string(r.Kind))
 		ids = append(ids, r.ID)
 		received = append(received, r.ReceivedAt)
+		outcomes = append(outcomes, outcome)
 	}
 	if len(seqs) == 0 {
 		return 0, nil
 	}
-	ledger := b.Queue(insertLedgerSQL, a.NodeID, seqs, kinds, ids, received)
-
-	var leads []leadRow
-	for _, l := range d.leads {
-		if !skip[l.row.Seq] {
-			leads = append(leads, l)
-		}
-	}
-	if len(leads) > 0 {
-		queueLeads(b, a.NodeID, leads)
-	}
-	var events []eventRow
-	for _, e := range d.events {
-		if !skip[e.row.Seq] {
-			events = append(events, e)
-		}
-	}
-	if len(events) > 0 {
-		queueEvents(b, a.NodeID, events)
-	}
+	flush()
+	ledger.Arguments = []any{a.NodeID, seqs, kinds, ids, received, outcomes}
 	b.Queue(upsertNodeSQL, a.NodeID, a.Region, seqs[len(seqs)-1], int64(len(seqs)))
 
-	// The ledger's row count is checked before the rest of the batch's
-	// results are read: fewer rows than sent means a concurrent writer (a
-	// recover run, a second process on a restored volume) got there first.
-	var inserted int64
+	// The ledger's row count is checked before the batch commits: fewer
+	// rows than sent means a concurrent writer (a recover run, a second
+	// process on a restored volume) got there first.
+	// inserted stays -1 unless the ledger statement ran. A replayed key
+	// also makes a later statement fail (consent_records and events have a
+	// unique submission_id), so the short count is checked before that
+	// error: otherwise a replay would look like poison and be quarantined.
+	inserted := int64(-1)
 	ledger.Exec(func(ct pgconn.CommandTag) error {
 		inserted = ct.RowsAffected()
 		return nil
 	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("apply batch of %d rows: %w", len(seqs), err)
-	}
-	if inserted != int64(len(seqs)) {
+	batchErr := tx.SendBatch(ctx, b).Close()
+	if inserted >= 0 && inserted != int64(len(seqs)) {
 		return 0, ErrRaced
+	}
+	if batchErr != nil {
+		return 0, fmt.Errorf("apply batch of %d rows: %w", len(seqs), batchErr)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit batch of %d rows: %w", len(seqs), err)

@@ -1,0 +1,177 @@
+package drain
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mailslot/mailslot/edge/intake"
+	"github.com/mailslot/mailslot/edge/outbox"
+)
+
+// Erasure and its ordering against sign-ups.
+//
+// A batch takes a transaction-level advisory lock per address it touches:
+// exclusive for an address it erases, shared for the others, in key order
+// so that two batches cannot deadlock. A batch that erases an address thus
+// waits for every in-flight batch holding a sign-up of it, and any batch
+// that starts later sees the tombstone and drops what it covers. That is
+// what keeps a row captured before an erasure, on an edge that was offline,
+// from coming back when it finally syncs.
+
+const (
+	lockSQL = `
+SELECT count(*) FROM (
+    SELECT CASE WHEN t.x THEN pg_advisory_xact_lock(t.k) ELSE pg_advisory_xact_lock_shared(t.k) END
+    FROM (SELECT k, bool_or(x) AS x FROM unnest($1::bigint[], $2::bool[]) AS u (k, x) GROUP BY k ORDER BY k) t
+) l`
+
+	tombstonesSQL = `
+SELECT email_hmac, max(erased_at) FROM mailslot.tombstones
+WHERE email_hmac = ANY($1::bytea[]) GROUP BY email_hmac`
+
+	consentRecordSQL = `
+INSERT INTO mailslot.consent_records (
+    lead_id, submission_id, email_hmac, property, status, source, recorded_at, ip_hmac, origin_node, origin_seq)
+VALUES ((SELECT id FROM mailslot.leads WHERE property = $4 AND email_hmac = $3),
+        $2, $3, $4, $5, $6, $7, $8, $1, $9)`
+
+	confirmSQL = `
+UPDATE mailslot.leads SET consent_basis = 'express', express_at = GREATEST(express_at, $3)
+WHERE property = $1 AND email_hmac = $2`
+
+	unsubscribeSQL = `
+UPDATE mailslot.leads SET withdrawn_at = GREATEST(withdrawn_at, $3)
+WHERE property = $1 AND email_hmac = $2`
+
+	suppressSQL = `
+INSERT INTO mailslot.suppressions (email_hmac, property, reason, created_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (email_hmac, property) DO UPDATE SET
+    reason     = CASE WHEN suppressions.reason = 'erased' THEN 'erased' ELSE EXCLUDED.reason END,
+    created_at = GREATEST(suppressions.created_at, EXCLUDED.created_at)`
+
+	tombstoneSQL = `
+INSERT INTO mailslot.tombstones (email_hmac, erased_at, requested_by, origin_node)
+VALUES ($1, $2, $3, $4)`
+
+	// Events keep the event, not the person: the link to the lead, the
+	// sign-up it named and the IP hash go.
+	eraseEventsSQL = `
+UPDATE mailslot.events SET lead_id = NULL, lead_submission = NULL, ip_hmac = NULL
+WHERE received_at <= $2
+  AND (lead_id IN (SELECT id FROM mailslot.leads WHERE email_hmac = $1)
+       OR lead_submission IN (SELECT submission_id FROM mailslot.consent_records WHERE email_hmac = $1))`
+
+	// Consent records stay as proof that consent was given and withdrawn,
+	// but no longer say whose.
+	eraseConsentSQL = `
+UPDATE mailslot.consent_records SET email_hmac = NULL, ip_hmac = NULL
+WHERE email_hmac = $1 AND recorded_at <= $2`
+
+	// The lead goes; its consent records and events are set null by their
+	// foreign keys, and its image jobs are deleted by theirs.
+	eraseLeadsSQL = `DELETE FROM mailslot.leads WHERE email_hmac = $1 AND last_seen_at <= $2`
+
+	// A lead that also has sign-ups from after the erasure (delivered
+	// before the erasure reached Postgres) keeps only what those say.
+	resetLeadsSQL = `
+UPDATE mailslot.leads l SET
+    name           = NULL,
+    first_seen_at  = last_seen_at,
+    first_utm      = last_utm,
+    first_page     = last_page,
+    first_referrer = last_referrer,
+    express_at     = CASE WHEN express_at > $2 THEN express_at END,
+    implied_at     = CASE WHEN implied_at > $2 THEN implied_at END,
+    withdrawn_at   = GREATEST(withdrawn_at, $2),
+    consent_basis  = CASE WHEN express_at > $2 THEN 'express' WHEN implied_at > $2 THEN 'implied' ELSE 'pending' END,
+    submissions    = (SELECT count(*) FROM mailslot.consent_records c WHERE c.lead_id = l.id AND c.recorded_at > $2)
+WHERE email_hmac = $1 AND last_seen_at > $2`
+)
+
+// lockKey maps an address hash to an advisory lock key.
+func lockKey(h []byte) int64 {
+	return int64(binary.BigEndian.Uint64(h[:8]))
+}
+
+// lockAddresses takes the batch's address locks and returns, for each
+// address it holds rows of, the latest erasure time Postgres knows.
+func lockAddresses(ctx context.Context, tx pgx.Tx, d decoded, skip map[int64]bool) (map[string]time.Time, error) {
+	var keys []int64
+	var excl []bool
+	var hashes [][]byte
+	seen := map[string]bool{}
+	for _, r := range d.all {
+		if skip[r.Seq] || len(r.EmailHMAC) < 8 {
+			continue
+		}
+		keys = append(keys, lockKey(r.EmailHMAC))
+		excl = append(excl, r.Kind == outbox.KindErasure)
+		if !seen[string(r.EmailHMAC)] {
+			seen[string(r.EmailHMAC)] = true
+			hashes = append(hashes, r.EmailHMAC)
+		}
+	}
+	out := map[string]time.Time{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	sort.Slice(hashes, func(i, j int) bool { return string(hashes[i]) < string(hashes[j]) })
+	b := &pgx.Batch{}
+	b.Queue(lockSQL, keys, excl)
+	b.Queue(tombstonesSQL, hashes).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var h []byte
+			var t time.Time
+			if err := rows.Scan(&h, &t); err != nil {
+				return err
+			}
+			out[string(h)] = t
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("lock addresses and read tombstones: %w", err)
+	}
+	return out, nil
+}
+
+// queueControl queues a consent change's or an erasure's statements.
+func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
+	r := c.row
+	if e := c.erasure; e != nil {
+		at := e.RequestedAt
+		if at.IsZero() {
+			at = r.ReceivedAt
+		}
+		b.Queue(tombstoneSQL, r.EmailHMAC, at, orDefault(e.RequestedBy, "admin"), nodeID)
+		b.Queue(suppressSQL, r.EmailHMAC, "", "erased", at)
+		b.Queue(eraseEventsSQL, r.EmailHMAC, at)
+		b.Queue(eraseConsentSQL, r.EmailHMAC, at)
+		b.Queue(eraseLeadsSQL, r.EmailHMAC, at)
+		b.Queue(resetLeadsSQL, r.EmailHMAC, at)
+		return
+	}
+	ch := c.consent
+	b.Queue(consentRecordSQL, nodeID, r.ID, r.EmailHMAC, ch.Property, ch.Status, optional(ch.Source),
+		r.ReceivedAt, r.IPHMAC, r.Seq)
+	switch ch.Action {
+	case intake.ActionConfirm:
+		b.Queue(confirmSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
+	case intake.ActionUnsubscribe:
+		b.Queue(unsubscribeSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
+		b.Queue(suppressSQL, r.EmailHMAC, ch.Property, "unsubscribed", r.ReceivedAt)
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
