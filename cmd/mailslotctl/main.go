@@ -20,6 +20,12 @@ const usage = `usage: mailslotctl <command> [flags]
 commands:
   migrate   apply Postgres migrations (--status to only show them)
   status    every node's sync state, from Postgres and each reachable edge
+  erase     erase an address everywhere (PIPEDA deletion request)
+  export    everything held about an address, from Postgres and the edges (access request)
+  links     mint confirm, unsubscribe and erasure links for an address
+  consent   consent lapsed: leads whose implied consent has expired (CASL)
+  erasures  erasures still inside the replica history window
+  purge-events  delete telemetry older than a retention period (logged)
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -76,6 +82,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, e, args[1:])
 	case "status":
 		return runStatus(ctx, e, args[1:])
+	case "erase":
+		return runErase(ctx, e, args[1:])
+	case "export":
+		return runExport(ctx, e, args[1:])
+	case "links":
+		return runLinks(ctx, e, args[1:])
+	case "consent":
+		return runConsent(ctx, e, args[1:])
+	case "erasures":
+		return runErasures(ctx, e, args[1:])
+	case "purge-events":
+		return runPurgeEvents(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/outbox"
@@ -149,12 +150,7 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 		if at.IsZero() {
 			at = r.ReceivedAt
 		}
-		b.Queue(tombstoneSQL, r.EmailHMAC, at, orDefault(e.RequestedBy, "admin"), nodeID)
-		b.Queue(suppressSQL, r.EmailHMAC, "", "erased", at)
-		b.Queue(eraseEventsSQL, r.EmailHMAC, at)
-		b.Queue(eraseConsentSQL, r.EmailHMAC, at)
-		b.Queue(eraseLeadsSQL, r.EmailHMAC, at)
-		b.Queue(resetLeadsSQL, r.EmailHMAC, at)
+		queueErasure(b, r.EmailHMAC, at, orDefault(e.RequestedBy, "admin"), nodeID)
 		return
 	}
 	ch := c.consent
@@ -167,6 +163,57 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 		b.Queue(unsubscribeSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
 		b.Queue(suppressSQL, r.EmailHMAC, ch.Property, "unsubscribed", r.ReceivedAt)
 	}
+}
+
+func queueErasure(b *pgx.Batch, emailHMAC []byte, at time.Time, by, origin string) {
+	var node any
+	if origin != "" {
+		node = origin
+	}
+	b.Queue(tombstoneSQL, emailHMAC, at, by, node)
+	b.Queue(suppressSQL, emailHMAC, "", "erased", at)
+	b.Queue(eraseEventsSQL, emailHMAC, at)
+	b.Queue(eraseConsentSQL, emailHMAC, at)
+	b.Queue(eraseLeadsSQL, emailHMAC, at)
+	b.Queue(resetLeadsSQL, emailHMAC, at)
+}
+
+// EraseResult counts what an erasure removed from Postgres.
+type EraseResult struct {
+	LeadsDeleted    int64 `json:"leads_deleted"`
+	LeadsReset      int64 `json:"leads_reset"`
+	ConsentScrubbed int64 `json:"consent_records_scrubbed"`
+	EventsScrubbed  int64 `json:"events_scrubbed"`
+}
+
+// Erase erases an address in Postgres directly, as of at, with the same
+// statements and lock a synced erasure request uses; edges learn it from
+// the tombstone. It is what `mailslotctl erase` runs.
+func Erase(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, emailHMAC []byte, at time.Time, by string) (EraseResult, error) {
+	var res EraseResult
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("begin erasure: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	b := &pgx.Batch{}
+	b.Queue(lockSQL, []int64{lockKey(emailHMAC)}, []bool{true})
+	queueErasure(b, emailHMAC, at, by, "")
+	counts := []*int64{nil, nil, nil, &res.EventsScrubbed, &res.ConsentScrubbed, &res.LeadsDeleted, &res.LeadsReset}
+	for i, qq := range b.QueuedQueries {
+		if dst := counts[i]; dst != nil {
+			qq.Exec(func(ct pgconn.CommandTag) error { *dst = ct.RowsAffected(); return nil })
+		}
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return res, fmt.Errorf("erase address: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("commit erasure: %w", err)
+	}
+	return res, nil
 }
 
 func orDefault(s, def string) string {

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/token"
+	"github.com/mailslot/mailslot/sync/drain"
+)
+
+// hasher builds the email hasher from the fleet's pepper: without the same
+// pepper as the edges, no hash would match.
+func hasher(e env) (*pii.Hasher, error) {
+	p := e.getenv("MAILSLOT_IP_PEPPER")
+	if p == "" {
+		return nil, fmt.Errorf("%w: MAILSLOT_IP_PEPPER is not set: use the same pepper as the edges (fly secrets list shows its digest)", errUsage)
+	}
+	return pii.NewHasher([]byte(p)), nil
+}
+
+// emailArg takes exactly one address argument and normalizes it.
+func emailArg(fs interface{ Args() []string }) (string, error) {
+	if len(fs.Args()) != 1 {
+		return "", fmt.Errorf("%w: give exactly one email address", errUsage)
+	}
+	email, err := pii.NormalizeEmail(fs.Args()[0])
+	if err != nil {
+		return "", fmt.Errorf("%w: that is not a valid email address", errUsage)
+	}
+	return email, nil
+}
+
+func runErase(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "erase", "erase [--database-url URL] <email>")
+	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	email, err := emailArg(fs)
+	if err != nil {
+		return err
+	}
+	h, err := hasher(e)
+	if err != nil {
+		return err
+	}
+	conn, err := connectFlag(ctx, e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := drain.Erase(ctx, conn, h.Email(email), time.Now().UTC(), "operator")
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(res)
+	}
+	fmt.Fprintf(e.stdout, "erased: %d lead(s) deleted, %d reset to later sign-ups, %d consent record(s) and %d event(s) scrubbed\n",
+		res.LeadsDeleted, res.LeadsReset, res.ConsentScrubbed, res.EventsScrubbed)
+	fmt.Fprintln(e.stdout, "a tombstone and a suppression entry were written; every edge scrubs its outbox when it pulls the tombstone")
+	return nil
+}
+
+func connectFlag(ctx context.Context, e env, flagVal string) (*pgx.Conn, error) {
+	dbURL, err := databaseURL(e, flagVal)
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, dbURL)
+}
+
+// exportDoc is an access request's answer: everything held about an
+// address, from Postgres and from each edge asked.
+type exportDoc struct {
+	EmailHMAC      string            `json:"email_hmac"`
+	GeneratedAt    time.Time         `json:"generated_at"`
+	Leads          []json.RawMessage `json:"leads"`
+	ConsentRecords []json.RawMessage `json:"consent_records"`
+	Events         []json.RawMessage `json:"events"`
+	Suppressions   []json.RawMessage `json:"suppressions"`
+	Tombstones     []json.RawMessage `json:"tombstones"`
+	Edges          []edgeExport      `json:"edges"`
+}
+
+type edgeExport struct {
+	URL   string          `json:"url"`
+	Rows  json.RawMessage `json:"rows,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// exportQueries read each table as JSON rows, so the document shows
+// exactly what is stored.
+var exportQueries = []struct {
+	name string
+	sql  string
+}{
+	{"leads", `SELECT to_jsonb(l) FROM mailslot.leads l WHERE email_hmac = $1 ORDER BY id`},
+	{"consent_records", `SELECT to_jsonb(c) FROM mailslot.consent_records c
+		WHERE email_hmac = $1 OR lead_id IN (SELECT id FROM mailslot.leads WHERE email_hmac = $1) ORDER BY id`},
+	{"events", `SELECT to_jsonb(ev) FROM mailslot.events ev
+		WHERE lead_id IN (SELECT id FROM mailslot.leads WHERE email_hmac = $1)
+		   OR lead_submission IN (SELECT submission_id FROM mailslot.consent_records WHERE email_hmac = $1) ORDER BY id`},
+	{"suppressions", `SELECT to_jsonb(s) FROM mailslot.suppressions s WHERE email_hmac = $1`},
+	{"tombstones", `SELECT to_jsonb(t) FROM mailslot.tombstones t WHERE email_hmac = $1 ORDER BY id`},
+}
+
+func runExport(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "export", "export [--database-url URL] [--edge URL]... [--edge-template URL] <email>")
+	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
+	var edges stringList
+	fs.Var(&edges, "edge", "base URL of an edge to include (repeatable; also $MAILSLOT_EDGES)")
+	tmpl := fs.String("edge-template", e.getenv("MAILSLOT_EDGE_URL_TEMPLATE"), "URL of each node's edge with {node} for its id")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	email, err := emailArg(fs)
+	if err != nil {
+		return err
+	}
+	h, err := hasher(e)
+	if err != nil {
+		return err
+	}
+	conn, err := connectFlag(ctx, e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	hash := h.Email(email)
+	doc := exportDoc{EmailHMAC: fmt.Sprintf("%x", hash), GeneratedAt: time.Now().UTC()}
+	dst := map[string]*[]json.RawMessage{
+		"leads": &doc.Leads, "consent_records": &doc.ConsentRecords, "events": &doc.Events,
+		"suppressions": &doc.Suppressions, "tombstones": &doc.Tombstones,
+	}
+	for _, q := range exportQueries {
+		rows, err := conn.Query(ctx, q.sql, hash)
+		if err != nil {
+			return fmt.Errorf("export %s: %w", q.name, err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[json.RawMessage])
+		if err != nil {
+			return fmt.Errorf("export %s: %w", q.name, err)
+		}
+		*dst[q.name] = append([]json.RawMessage{}, got...)
+	}
+	for _, base := range edgeURLs(ctx, e, conn, edges, *tmpl) {
+		body, err := postEdge(ctx, base, "/admin/export", e.getenv("MAILSLOT_ADMIN_TOKEN"), map[string]string{"email": email})
+		ex := edgeExport{URL: base, Rows: body}
+		if err != nil {
+			ex = edgeExport{URL: base, Error: err.Error()}
+		}
+		doc.Edges = append(doc.Edges, ex)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+// edgeURLs lists the edges to ask: named ones, then each node Postgres
+// knows through the template.
+func edgeURLs(ctx context.Context, e env, conn *pgx.Conn, named []string, tmpl string) []string {
+	out := append([]string{}, named...)
+	for _, v := range strings.Split(e.getenv("MAILSLOT_EDGES"), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	if tmpl == "" {
+		return out
+	}
+	nodes, err := loadNodes(ctx, conn)
+	if err != nil {
+		return out
+	}
+	for _, n := range nodes {
+		out = append(out, strings.ReplaceAll(tmpl, "{node}", n.NodeID))
+	}
+	return out
+}
+
+// postEdge sends an admin request to an edge and returns its JSON answer.
+func postEdge(ctx context.Context, base, path, adminToken string, body any) (json.RawMessage, error) {
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("edge URL %q is not valid", base)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("unreachable: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read edge answer: %w", err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, fmt.Errorf("edge refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", resp.StatusCode)
+	case resp.StatusCode >= 300:
+		return nil, fmt.Errorf("edge answered status %d", resp.StatusCode)
+	}
+	return out, nil
+}
+
+func runLinks(_ context.Context, e env, args []string) error {
+	fs := newFlags(e, "links", "links --property P [--public-url URL] <email>")
+	property := fs.String("property", "", "the property (site) the links are for")
+	public := fs.String("public-url", e.getenv("MAILSLOT_PUBLIC_URL"), "public base URL of the edges (default $MAILSLOT_PUBLIC_URL)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	email, err := emailArg(fs)
+	if err != nil {
+		return err
+	}
+	if *property == "" || *public == "" {
+		return fmt.Errorf("%w: --property and --public-url (or MAILSLOT_PUBLIC_URL) are required", errUsage)
+	}
+	if u, err := url.Parse(*public); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%w: --public-url must be an http(s) URL", errUsage)
+	}
+	keys, err := token.ParseKeys(e.getenv("MAILSLOT_TOKEN_KEY"))
+	if err != nil {
+		return fmt.Errorf("%w: MAILSLOT_TOKEN_KEY: %w (use the edges' key)", errUsage, err)
+	}
+	h, err := hasher(e)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	base := strings.TrimSuffix(*public, "/")
+	type link struct {
+		Purpose string    `json:"purpose"`
+		URL     string    `json:"url"`
+		Expires time.Time `json:"expires"`
+	}
+	var links []link
+	for _, l := range []struct {
+		purpose, path string
+		ttl           time.Duration
+	}{
+		{token.Confirm, "/v1/confirm", 30 * 24 * time.Hour},
+		{token.Unsubscribe, "/v1/unsubscribe", 365 * 24 * time.Hour},
+		{token.Erase, "/v1/erasure", 30 * 24 * time.Hour},
+	} {
+		exp := now.Add(l.ttl).Truncate(time.Second)
+		tok := keys.Sign(token.Claims{Purpose: l.purpose, Property: *property, EmailHMAC: h.Email(email), Expires: exp})
+		links = append(links, link{Purpose: l.purpose, URL: base + l.path + "?token=" + url.QueryEscape(tok), Expires: exp})
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(links)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PURPOSE\tEXPIRES\tURL")
+	for _, l := range links {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Purpose, l.Expires.Format(time.DateOnly), l.URL)
+	}
+	return tw.Flush()
+}

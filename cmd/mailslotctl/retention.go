@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// impliedTTL is how long implied consent lasts under CASL: two years from
+// an existing business relationship (a purchase, a contract), six months
+// from an inquiry. A source not listed gets the shorter period.
+var impliedTTL = map[string]time.Duration{
+	"purchase": 2 * 365 * 24 * time.Hour,
+	"customer": 2 * 365 * 24 * time.Hour,
+	"ebr":      2 * 365 * 24 * time.Hour,
+	"inquiry":  183 * 24 * time.Hour,
+}
+
+const defaultImpliedTTL = 183 * 24 * time.Hour
+
+// lapsedSQL finds leads whose consent is implied and whose latest implied
+// consent record is older than its source's period. The periods come in as
+// arrays so that the rule lives in one place (impliedTTL).
+const lapsedSQL = `
+SELECT l.property, l.email, COALESCE(r.source, '') AS source, l.implied_at,
+       l.implied_at + COALESCE(t.ttl, $3::interval) AS expired_at
+FROM mailslot.leads l
+LEFT JOIN LATERAL (
+    SELECT c.source FROM mailslot.consent_records c
+    WHERE c.lead_id = l.id AND c.status = 'implied' ORDER BY c.recorded_at DESC LIMIT 1) r ON true
+LEFT JOIN unnest($1::text[], $2::interval[]) AS t (source, ttl) ON t.source = r.source
+WHERE l.consent_status = 'implied'
+  AND l.implied_at + COALESCE(t.ttl, $3::interval) < now()
+ORDER BY expired_at`
+
+func runConsent(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || args[0] != "lapsed" {
+		fmt.Fprintln(e.stderr, "usage: mailslotctl consent lapsed [--json] [--ttl source=duration,…]")
+		return errUsage
+	}
+	fs := newFlags(e, "consent lapsed", "consent lapsed [--json] [--ttl source=duration,…] [--database-url URL]")
+	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	ttlFlag := fs.String("ttl", "", "implied-consent period per source, e.g. inquiry=4380h,purchase=17520h (adds to the CASL defaults)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ttls := map[string]time.Duration{}
+	for k, v := range impliedTTL {
+		ttls[k] = v
+	}
+	for _, kv := range strings.Split(*ttlFlag, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		d, err := time.ParseDuration(v)
+		if !ok || err != nil || d <= 0 {
+			return fmt.Errorf("%w: --ttl %q: want source=duration such as inquiry=4380h", errUsage, kv)
+		}
+		ttls[k] = d
+	}
+	conn, err := connectFlag(ctx, e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var sources []string
+	var periods []time.Duration
+	for k, v := range ttls {
+		sources, periods = append(sources, k), append(periods, v)
+	}
+	rows, err := conn.Query(ctx, lapsedSQL, sources, periods, defaultImpliedTTL)
+	if err != nil {
+		return fmt.Errorf("find lapsed implied consent: %w", err)
+	}
+	type lapsed struct {
+		Property  string    `json:"property"`
+		Email     string    `json:"email"`
+		Source    string    `json:"source"`
+		ImpliedAt time.Time `json:"implied_at"`
+		ExpiredAt time.Time `json:"expired_at"`
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (lapsed, error) {
+		var l lapsed
+		err := r.Scan(&l.Property, &l.Email, &l.Source, &l.ImpliedAt, &l.ExpiredAt)
+		return l, err
+	})
+	if err != nil {
+		return fmt.Errorf("read lapsed implied consent: %w", err)
+	}
+	if *asJSON {
+		if list == nil {
+			list = []lapsed{}
+		}
+		return json.NewEncoder(e.stdout).Encode(list)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROPERTY\tEMAIL\tSOURCE\tIMPLIED AT\tLAPSED AT")
+	for _, l := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Property, l.Email, orDash(l.Source), l.ImpliedAt.Format(time.DateOnly), l.ExpiredAt.Format(time.DateOnly))
+	}
+	return tw.Flush()
+}
+
+func runPurgeEvents(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "purge-events", "purge-events --older-than DURATION [--dry-run] [--database-url URL]")
+	dbFlag := fs.String("database-url", "", "Postgres URL of the migration owner (default $DATABASE_URL)")
+	olderThan := fs.Duration("older-than", 0, "delete telemetry received longer ago than this, e.g. 9480h (395 days)")
+	dryRun := fs.Bool("dry-run", false, "count, delete nothing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *olderThan < 24*time.Hour {
+		return fmt.Errorf("%w: --older-than must be at least 24h", errUsage)
+	}
+	conn, err := connectFlag(ctx, e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	cutoff := time.Now().UTC().Add(-*olderThan)
+	if *dryRun {
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM mailslot.events WHERE received_at < $1`, cutoff).Scan(&n); err != nil {
+			return fmt.Errorf("count old events: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "would purge %d event(s) received before %s\n", n, cutoff.Format(time.RFC3339))
+		return nil
+	}
+	by := "mailslotctl"
+	if u, err := user.Current(); err == nil {
+		by += ":" + u.Username
+	}
+	var n int64
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		ct, err := tx.Exec(ctx, `DELETE FROM mailslot.events WHERE received_at < $1`, cutoff)
+		if err != nil {
+			return fmt.Errorf("purge events: %w", err)
+		}
+		n = ct.RowsAffected()
+		_, err = tx.Exec(ctx, `INSERT INTO mailslot.purges (what, cutoff, rows, purged_by) VALUES ('events', $1, $2, $3)`, cutoff, n, by)
+		if err != nil {
+			return fmt.Errorf("log purge: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "purged %d event(s) received before %s (logged in mailslot.purges)\n", n, cutoff.Format(time.RFC3339))
+	return nil
+}
+
+func runErasures(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "erasures", "erasures [--window DURATION] [--json] [--database-url URL]")
+	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
+	def := 24 * time.Hour
+	if v := e.getenv("MAILSLOT_REPLICA_RETENTION"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			def = d
+		}
+	}
+	window := fs.Duration("window", def, "how long replica history keeps old data (default $MAILSLOT_REPLICA_RETENTION)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	conn, err := connectFlag(ctx, e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `
+		SELECT id, erased_at, requested_by, erased_at + $1::interval AS gone_by
+		FROM mailslot.tombstones WHERE erased_at + $1::interval > now() ORDER BY id`, *window)
+	if err != nil {
+		return fmt.Errorf("list recent erasures: %w", err)
+	}
+	type erasure struct {
+		ID          int64     `json:"id"`
+		ErasedAt    time.Time `json:"erased_at"`
+		RequestedBy string    `json:"requested_by"`
+		GoneBy      time.Time `json:"gone_from_replicas_by"`
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (erasure, error) {
+		var x erasure
+		err := r.Scan(&x.ID, &x.ErasedAt, &x.RequestedBy, &x.GoneBy)
+		return x, err
+	})
+	if err != nil {
+		return fmt.Errorf("read recent erasures: %w", err)
+	}
+	if *asJSON {
+		if list == nil {
+			list = []erasure{}
+		}
+		return json.NewEncoder(e.stdout).Encode(list)
+	}
+	fmt.Fprintf(e.stdout, "%d erasure(s) still inside the %s replica window (their data may remain in Litestream history until the time shown)\n", len(list), window)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOMBSTONE\tERASED AT\tBY\tGONE FROM REPLICAS BY")
+	for _, x := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", x.ID, x.ErasedAt.Format(time.RFC3339), x.RequestedBy, x.GoneBy.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
