@@ -15,10 +15,12 @@ import (
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 
+	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/internal/metrics"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 )
@@ -37,6 +39,9 @@ type Options struct {
 	Tokens *token.Keys
 	// SyncStatus, when set, serves GET /v1/sync/status.
 	SyncStatus StatusFunc
+	// Metrics, when set, counts requests and is served on the private
+	// listener at /metrics.
+	Metrics *metrics.Metrics
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -50,6 +55,7 @@ type Server struct {
 	limiter *ratelimit.Limiter
 	status  StatusFunc
 	tokens  *token.Keys
+	metrics *metrics.Metrics
 	now     func() time.Time
 	redir   map[string]bool
 }
@@ -74,6 +80,7 @@ func New(o Options) *Server {
 		limiter: ratelimit.New(o.Config.RateRPS, o.Config.RateBurst, o.Config.RateMaxClients),
 		status:  o.SyncStatus,
 		tokens:  o.Tokens,
+		metrics: o.Metrics,
 		now:     o.Now,
 		redir:   redir,
 	}
@@ -98,6 +105,7 @@ func (s *Server) Handler() http.Handler {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/v1/mailslot.js", s.script)
+	e.HEAD("/v1/mailslot.js", s.script)
 	e.GET("/v1/thanks", s.thanks)
 
 	v1 := e.Group("/v1", s.cors())
@@ -120,6 +128,9 @@ func (s *Server) PrivateHandler() http.Handler {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/v1/sync/status", s.syncStatus)
+	if s.metrics != nil {
+		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+	}
 	s.adminRoutes(e.Group("/admin"))
 	return e
 }
@@ -127,19 +138,29 @@ func (s *Server) PrivateHandler() http.Handler {
 // cors admits exactly the configured origins. The library answers a
 // preflight from another origin with 403 and adds no CORS headers to its
 // simple requests, so a browser on such a page cannot read or send with
-// fetch.
+// fetch. A plain HTML form posted from another origin (or from an opaque
+// "null" one) needs no preflight; it gets what every form gets, a 303 to
+// the error page, and nothing is stored.
 func (s *Server) cors() gin.HandlerFunc {
 	allowed := make(map[string]bool, len(s.cfg.CORSOrigins))
 	for _, o := range s.cfg.CORSOrigins {
 		allowed[o] = true
 	}
-	return cors.New(cors.Config{
+	mw := cors.New(cors.Config{
 		AllowOriginFunc: func(origin string) bool { return allowed[origin] },
 		AllowMethods:    []string{http.MethodPost, http.MethodOptions},
 		AllowHeaders:    []string{"Content-Type", "Idempotency-Key"},
 		ExposeHeaders:   []string{"Retry-After", "Idempotent-Replayed"},
 		MaxAge:          10 * time.Minute,
 	})
+	return func(c *gin.Context) {
+		origin := c.GetHeader("Origin")
+		if origin != "" && !allowed[origin] && c.Request.Method == http.MethodPost && formLike(c.GetHeader("Content-Type")) {
+			s.fail(c, intake.FormatForm, http.StatusForbidden, codeOriginNotAllowed, nil)
+			return
+		}
+		mw(c)
+	}
 }
 
 func (s *Server) healthz(c *gin.Context) {
@@ -214,6 +235,11 @@ func (s *Server) accessLog() gin.HandlerFunc {
 		start := time.Now()
 		c.Next()
 		status := c.Writer.Status()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.Observe(route, status, time.Since(start))
 		level := slog.LevelDebug
 		switch {
 		case status >= 500:
@@ -223,10 +249,6 @@ func (s *Server) accessLog() gin.HandlerFunc {
 		}
 		if !s.log.Enabled(c, level) {
 			return
-		}
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
 		}
 		s.log.Log(c, level, "request",
 			"method", c.Request.Method, logging.KeyRoute, route, logging.KeyStatus, status,

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,12 +28,13 @@ import (
 
 // Error codes beyond intake's.
 const (
-	codeUnsupportedType = "unsupported_media_type"
-	codeBodyTooLarge    = "body_too_large"
-	codeRateLimited     = "rate_limited"
-	codeIdemConflict    = "idempotency_key_reused"
-	codeUnavailable     = "unavailable"
-	codeBadIdemKey      = "invalid_idempotency_key"
+	codeUnsupportedType  = "unsupported_media_type"
+	codeBodyTooLarge     = "body_too_large"
+	codeRateLimited      = "rate_limited"
+	codeIdemConflict     = "idempotency_key_reused"
+	codeUnavailable      = "unavailable"
+	codeBadIdemKey       = "invalid_idempotency_key"
+	codeOriginNotAllowed = "origin_not_allowed"
 )
 
 // leadAccepted is the JSON answer to a stored sign-up.
@@ -58,7 +60,11 @@ func (s *Server) begin(c *gin.Context, allowed ...intake.Format) (request, bool)
 		ok = ok || f == r.format
 	}
 	if !ok {
-		s.fail(c, r.format, http.StatusUnsupportedMediaType, codeUnsupportedType, nil)
+		f := r.format
+		if f == intake.FormatUnknown && formLike(c.GetHeader("Content-Type")) {
+			f = intake.FormatForm
+		}
+		s.fail(c, f, http.StatusUnsupportedMediaType, codeUnsupportedType, nil)
 		return r, false
 	}
 	r.ipHMAC = s.hash.IP(s.clientIP(c))
@@ -80,6 +86,15 @@ func (s *Server) begin(c *gin.Context, allowed ...intake.Format) (request, bool)
 	}
 	r.body = body
 	return r, true
+}
+
+// formLike reports whether a content type we do not take still comes from
+// an HTML form (multipart/form-data, or a urlencoded body in another
+// charset). A browser shows whatever we answer, so such a post gets the
+// error redirect like any form, never a JSON body.
+func formLike(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "multipart/form-data" || mt == "application/x-www-form-urlencoded")
 }
 
 // clientIP is the socket's peer, or the configured platform header when the
@@ -157,6 +172,9 @@ func (s *Server) postLead(c *gin.Context) {
 		s.failStore(c, r.format, err)
 		return
 	}
+	if !rc.Replayed {
+		s.metrics.Accepted(string(outbox.KindLead), 1)
+	}
 	s.succeedLead(c, r.format, req.Redirect, rc.Response, rc.Replayed)
 }
 
@@ -231,6 +249,8 @@ func (s *Server) postEvents(c *gin.Context) {
 	}
 	if rc.Replayed {
 		c.Header("Idempotent-Replayed", "true")
+	} else {
+		s.metrics.Accepted(string(outbox.KindEvent), len(events))
 	}
 	if r.format == intake.FormatText {
 		// sendBeacon never reads the answer.

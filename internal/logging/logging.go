@@ -33,9 +33,15 @@ var sensitiveWords = map[string]bool{
 }
 
 var (
-	emailRe  = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
-	ipv4Re   = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
-	ipv6Re   = regexp.MustCompile(`\b(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}\b|::(?:[0-9A-Fa-f]{1,4}:?){1,7}`)
+	// emailRe takes every character RFC 5322 allows in a local part, and
+	// letters of any script (RFC 6531): a narrower class leaves part of an
+	// address behind ("o'" of o'brien@…, all of josé@…).
+	emailRe = regexp.MustCompile(`[\p{L}\p{M}\p{N}!#$%&'*+/=?^_\x60{|}~.\-]+@[\p{L}\p{M}\p{N}.\-]+\.[\p{L}\p{M}\p{N}\-]{2,}`)
+	ipv4Re  = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
+	// ipv6Re takes a whole run of hex groups and colons, so that a
+	// compressed address is judged as one ("2001:db8::1", not "2001:db8"
+	// and a loopback-looking "::1").
+	ipv6Re   = regexp.MustCompile(`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,8}`)
 	userInfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]+@`)
 	bearerRe = regexp.MustCompile(`(?i)(bearer\s+)\S+`)
 	tokenQS  = regexp.MustCompile(`(?i)((?:token|key|secret|password)=)[^&\s"]+`)

@@ -27,8 +27,14 @@ var ErrInvalidEmail = errors.New("invalid email address")
 // single plain addr-spec with a dotted domain. Display names ("Ann <a@b>"),
 // lists and comments are refused rather than guessed at.
 func NormalizeEmail(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || len(s) > MaxEmailLen || !utf8.ValidString(s) {
+	if !utf8.ValidString(s) {
+		return "", ErrInvalidEmail
+	}
+	// Lowercase before checking: some letters grow when lowercased (Ⱥ is
+	// two bytes, ⱥ three), and the limits hold for what is stored, so that
+	// a stored address always normalizes to itself.
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" || len(s) > MaxEmailLen {
 		return "", ErrInvalidEmail
 	}
 	if strings.ContainsAny(s, " <>,;\"()[]\\\t\r\n") {
@@ -44,7 +50,7 @@ func NormalizeEmail(s string) (string, error) {
 		strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", ErrInvalidEmail
 	}
-	return strings.ToLower(s), nil
+	return s, nil
 }
 
 // Hasher computes the keyed hashes. Separate sub-keys are derived from the
