@@ -7,6 +7,7 @@ package edge
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -126,7 +127,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) PrivateHandler() http.Handler {
 	e := s.engine()
 	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	e.GET("/readyz", s.readyzDetail)
 	e.GET("/v1/sync/status", s.syncStatus)
 	if s.metrics != nil {
 		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
@@ -167,13 +168,35 @@ func (s *Server) healthz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
+// readyz answers 503 while the outbox cannot take work. The public
+// listener says only which kind of trouble; the private one says why.
 func (s *Server) readyz(c *gin.Context) {
-	if err := s.out.Health(); err != nil {
-		c.Header("Retry-After", "5")
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": err.Error()})
+	s.ready(c, false)
+}
+
+func (s *Server) readyzDetail(c *gin.Context) {
+	s.ready(c, true)
+}
+
+func (s *Server) ready(c *gin.Context, detail bool) {
+	err := s.out.Health()
+	if err == nil {
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	reason := "storage_unavailable"
+	switch {
+	case errors.Is(err, outbox.ErrFull):
+		reason = "outbox_full"
+	case errors.Is(err, outbox.ErrClosed):
+		reason = "stopping"
+	}
+	body := gin.H{"status": "unavailable", "reason": reason}
+	if detail {
+		body["detail"] = err.Error()
+	}
+	c.Header("Retry-After", "5")
+	c.JSON(http.StatusServiceUnavailable, body)
 }
 
 func (s *Server) syncStatus(c *gin.Context) {
@@ -242,6 +265,9 @@ func (s *Server) accessLog() gin.HandlerFunc {
 		s.metrics.Observe(route, status, time.Since(start))
 		level := slog.LevelDebug
 		switch {
+		case status == http.StatusServiceUnavailable:
+			// The outbox logs when it starts and stops refusing; a line per
+			// refused request would flood the log exactly when it matters.
 		case status >= 500:
 			level = slog.LevelError
 		case status >= 400:

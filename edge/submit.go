@@ -22,7 +22,6 @@ import (
 
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/outbox"
-	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/web"
 )
 
@@ -279,8 +278,11 @@ func (s *Server) failStore(c *gin.Context, f intake.Format, err error) {
 	switch {
 	case errors.Is(err, outbox.ErrIdempotencyConflict):
 		s.fail(c, f, http.StatusUnprocessableEntity, codeIdemConflict, nil)
-	case errors.Is(err, outbox.ErrFull), errors.Is(err, outbox.ErrStorage), errors.Is(err, outbox.ErrClosed):
-		s.log.Warn("submission refused", logging.KeyErr, err)
+	case errors.Is(err, outbox.ErrFull), errors.Is(err, outbox.ErrClosed):
+		c.Header("Retry-After", "5")
+		s.fail(c, f, http.StatusServiceUnavailable, codeUnavailable, nil)
+	case errors.Is(err, outbox.ErrStorage):
+		// The writer logged the failed batch once for all its requests.
 		c.Header("Retry-After", "5")
 		s.fail(c, f, http.StatusServiceUnavailable, codeUnavailable, nil)
 	case c.Request.Context().Err() != nil:

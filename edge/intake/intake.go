@@ -134,8 +134,6 @@ type UTM struct {
 // IsZero reports whether no parameter is set.
 func (u UTM) IsZero() bool { return u == UTM{} }
 
-var utmNames = []string{"source", "medium", "campaign", "term", "content"}
-
 func (u *UTM) field(name string) *string {
 	switch name {
 	case "source":
@@ -182,7 +180,7 @@ func text(v string, max int) (string, string) {
 
 // emailInText matches an address inside free text, including one that is
 // percent-encoded in a URL (ann%40example.com).
-var emailInText = regexp.MustCompile(`(?i)[a-z0-9._%+\-]+(?:@|%40)[a-z0-9.\-]+\.[a-z]{2,}`)
+var emailInText = regexp.MustCompile(`[\p{L}\p{M}\p{N}!#$%&'*+/=?^_\x60{|}~.\-]+(?:@|%40)[\p{L}\p{M}\p{N}.\-]+\.[\p{L}\p{M}\p{N}\-]{2,}`)
 
 // EmailRedacted replaces an address found inside a URL or campaign value.
 const EmailRedacted = "[email]"
@@ -229,7 +227,8 @@ func Ident(v string) (string, string) {
 }
 
 // jsonObject parses a JSON object into its members, rejecting anything
-// else (arrays, scalars, trailing data, duplicate keys).
+// else (arrays, scalars, trailing data). A key given twice keeps its last
+// value, as encoding/json does.
 func jsonObject(b []byte) (map[string]json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil || m == nil {
