@@ -57,20 +57,21 @@ var linkPages = template.Must(template.New("page").Parse(`<!doctype html>
 <h1>{{.Title}}</h1>
 <p>{{.Text}}</p>
 {{if .Button}}<form method="post" action="{{.Action}}">
-{{if .OneClick}}<input type="hidden" name="List-Unsubscribe" value="One-Click">{{end}}
 <button type="submit" style="font-size:1rem;padding:.6rem 1.2rem">{{.Button}}</button>
 </form>{{end}}
 </body></html>
 `))
 
+// page is a link page. Its form posts no fields: a press of its button
+// is told apart from an RFC 8058 one-click post (which mail clients send
+// with List-Unsubscribe=One-Click) and recorded as such.
 type page struct {
 	Title, Text, Button, Action string
-	OneClick                    bool
 }
 
 var askPages = map[string]page{
 	token.Confirm:     {Title: "Confirm your subscription", Text: "Press the button to confirm that you want to receive our emails.", Button: "Confirm"},
-	token.Unsubscribe: {Title: "Unsubscribe", Text: "Press the button to stop receiving our emails.", Button: "Unsubscribe", OneClick: true},
+	token.Unsubscribe: {Title: "Unsubscribe", Text: "Press the button to stop receiving our emails.", Button: "Unsubscribe"},
 	token.Erase:       {Title: "Delete my data", Text: "Press the button to delete everything we hold about your email address. This cannot be undone.", Button: "Delete my data"},
 }
 
@@ -311,10 +312,14 @@ func (s *Server) adminLinks(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if _, code := intake.Ident(req.Property); code != "" {
+	property, code := intake.Ident(req.Property)
+	if code != "" {
 		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, map[string]string{"property": code}))
 		return
 	}
+	// The links carry the property as sign-ups store it (trimmed), or a
+	// confirmation would match no lead.
+	req.Property = property
 	if s.cfg.PublicURL == "" {
 		c.AbortWithStatusJSON(http.StatusConflict, errBody("public_url_not_configured", nil))
 		return

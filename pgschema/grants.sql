@@ -17,6 +17,13 @@ BEGIN
         -- Erasure deletes a lead and scrubs what points at it.
         GRANT DELETE ON mailslot.leads TO mailslot_edge;
         GRANT UPDATE ON mailslot.consent_records TO mailslot_edge;
+        -- Image descriptions: the edge's admin API submits jobs, its
+        -- dispatcher claims and finishes them, its webhook receiver
+        -- records predictions and spend (sync/dispatch).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON mailslot.image_jobs TO mailslot_edge;
+        GRANT SELECT, INSERT, DELETE ON mailslot.image_uploads TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.image_predictions TO mailslot_edge;
+        GRANT SELECT, INSERT ON mailslot.image_spend TO mailslot_edge;
     END IF;
 END
 $$;

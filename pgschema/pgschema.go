@@ -115,7 +115,10 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if _, err := conn.Exec(ctx, `
+	// IF NOT EXISTS is not safe against a concurrent creator (both see no
+	// schema, one fails on the catalog's unique index), so the bootstrap
+	// takes the migrators' lock too.
+	if err := locked(ctx, conn, `
 		CREATE SCHEMA IF NOT EXISTS mailslot;
 		CREATE TABLE IF NOT EXISTS mailslot.schema_version (
 			version    integer     PRIMARY KEY,
@@ -146,10 +149,28 @@ func Migrate(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("read grants: %w", err)
 	}
-	if _, err := conn.Exec(ctx, string(grants)); err != nil {
+	// Two GRANTs on one object at once fail with "tuple concurrently
+	// updated": serialize them like the migrations.
+	if err := locked(ctx, conn, string(grants)); err != nil {
 		return res, fmt.Errorf("apply edge role grants: %w", err)
 	}
 	return res, nil
+}
+
+// locked runs sql in one transaction holding the migrators' lock.
+func locked(ctx context.Context, conn *pgx.Conn, sql string) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // applyOne applies m unless it is already recorded, re-checking under the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/sync/drain"
@@ -236,6 +237,13 @@ func runLinks(_ context.Context, e env, args []string) error {
 	if *property == "" || *public == "" {
 		return fmt.Errorf("%w: --property and --public-url (or MAILSLOT_PUBLIC_URL) are required", errUsage)
 	}
+	// The links name the property as sign-ups store it; one no sign-up
+	// could have would confirm or unsubscribe nothing.
+	prop, code := intake.Ident(*property)
+	if code != "" {
+		return fmt.Errorf("%w: --property %q is %s: use letters, digits and . _ : - as in the sign-up form", errUsage, *property, code)
+	}
+	*property = prop
 	if u, err := url.Parse(*public); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%w: --public-url must be an http(s) URL", errUsage)
 	}

@@ -237,28 +237,35 @@ ON CONFLICT (node_id, seq) DO NOTHING`
 	// before its sign-up becomes its express_at.
 	upsertLeadsSQL = `
 INSERT INTO mailslot.leads AS l (
-    property, email, email_hmac, name, consent_basis, express_at, implied_at, withdrawn_at,
+    property, email, email_hmac, name, name_at, consent_basis, express_at, implied_at, withdrawn_at,
     first_seen_at, first_utm, first_page, first_referrer,
     last_seen_at, last_utm, last_page, last_referrer, submissions)
-SELECT s.property, s.email, s.email_hmac, s.name,
+SELECT s.property, s.email, s.email_hmac, s.name, s.name_at,
        CASE WHEN o.express_at IS NOT NULL THEN 'express' ELSE s.basis END,
        GREATEST(s.express_at, o.express_at), s.implied_at, x.withdrawn_at,
        s.first_at, s.first_utm::jsonb, s.first_page, s.first_ref,
        s.last_at, s.last_utm::jsonb, s.last_page, s.last_ref, s.submissions
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
             $8::timestamptz[], $9::text[], $10::text[], $11::text[],
-            $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::int[])
+            $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::int[], $17::timestamptz[])
      AS s (property, email, email_hmac, name, basis, express_at, implied_at,
-           first_at, first_utm, first_page, first_ref, last_at, last_utm, last_page, last_ref, submissions)
+           first_at, first_utm, first_page, first_ref, last_at, last_utm, last_page, last_ref, submissions, name_at)
 LEFT JOIN LATERAL (
     SELECT max(c.recorded_at) AS express_at FROM mailslot.consent_records c
     WHERE c.email_hmac = s.email_hmac AND c.property = s.property AND c.status = 'express' AND c.lead_id IS NULL) o ON true
 LEFT JOIN LATERAL (
     SELECT max(x.created_at) AS withdrawn_at FROM mailslot.suppressions x
     WHERE x.email_hmac = s.email_hmac AND x.property IN ('', s.property)) x ON true
+-- Key order: two batches (two edges) that share addresses lock those
+-- leads in the same order, so they wait for each other, never deadlock.
+ORDER BY s.property, s.email_hmac
 ON CONFLICT (property, email_hmac) DO UPDATE SET
-    name = CASE WHEN EXCLUDED.name IS NOT NULL AND (l.name IS NULL OR EXCLUDED.last_seen_at >= l.last_seen_at)
-                THEN EXCLUDED.name ELSE l.name END,
+    -- The name given last wins, by when it was given (name_at), not by
+    -- when the batch happened to sync.
+    name    = CASE WHEN EXCLUDED.name IS NOT NULL AND (l.name IS NULL OR l.name_at IS NULL OR EXCLUDED.name_at >= l.name_at)
+                   THEN EXCLUDED.name ELSE l.name END,
+    name_at = CASE WHEN EXCLUDED.name IS NOT NULL AND (l.name IS NULL OR l.name_at IS NULL OR EXCLUDED.name_at >= l.name_at)
+                   THEN EXCLUDED.name_at ELSE l.name_at END,
     consent_basis = CASE
         WHEN array_position(ARRAY['pending', 'implied', 'express'], EXCLUDED.consent_basis)
            > array_position(ARRAY['pending', 'implied', 'express'], l.consent_basis)
@@ -293,7 +300,9 @@ INSERT INTO mailslot.events (
 SELECT s.id, c.lead_id,
        -- a link to a sign-up that was erased is dropped, not kept
        CASE WHEN c.id IS NOT NULL AND c.email_hmac IS NULL THEN NULL ELSE s.lead_submission END,
-       s.property, s.type, s.received_at, s.client_time, s.payload::jsonb - 'submission_id', s.ip_hmac, $1, s.seq
+       s.property, s.type, s.received_at, s.client_time, s.payload::jsonb - 'submission_id',
+       -- and so is the IP hash that would tie the event to the erased person
+       CASE WHEN c.id IS NOT NULL AND c.email_hmac IS NULL THEN NULL ELSE s.ip_hmac END, $1, s.seq
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bytea[],
             $9::bigint[], $10::uuid[])
      AS s (id, property, type, received_at, client_time, payload, ip_hmac, seq, lead_submission)
@@ -429,16 +438,20 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 		received []time.Time
 		outcomes []string
 		segLeads []leadRow
+		segGone  []leadRow // sign-ups a tombstone covers
 		segEvts  []eventRow
 	)
 	flush := func() {
 		if len(segLeads) > 0 {
 			queueLeads(b, a.NodeID, segLeads)
 		}
+		if len(segGone) > 0 {
+			queueErasedLeads(b, a.NodeID, segGone)
+		}
 		if len(segEvts) > 0 {
 			queueEvents(b, a.NodeID, segEvts)
 		}
-		segLeads, segEvts = nil, nil
+		segLeads, segGone, segEvts = nil, nil, nil
 	}
 	ledger := b.Queue(insertLedgerSQL) // arguments set below, once outcomes are known
 	for i, r := range d.all {
@@ -452,6 +465,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 			outcome = outcomeErased
 		case it.kind == outbox.KindLead && covered(r):
 			outcome = outcomeErased
+			segGone = append(segGone, d.leads[it.index])
 		case it.kind == outbox.KindLead:
 			segLeads = append(segLeads, d.leads[it.index])
 		case it.kind == outbox.KindEvent:
@@ -508,19 +522,22 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow) {
 		hmacs                                 = make([][]byte, n)
 		names, fUTM, fPage, fRef, lUTM, lPage = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 		lRef                                  = make([]*string, n)
-		expressAt, impliedAt                  = make([]*time.Time, n), make([]*time.Time, n)
+		expressAt, impliedAt, nameAt          = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 		firstAt, lastAt                       = make([]time.Time, n), make([]time.Time, n)
 		subs                                  = make([]int32, n)
 	)
 	for i, m := range merged {
 		props[i], emails[i], hmacs[i], names[i], bases[i] = m.property, m.email, m.emailHMAC, m.name, m.basis
 		expressAt[i], impliedAt[i] = m.expressAt, m.impliedAt
+		if m.name != nil {
+			nameAt[i] = &m.nameAt
+		}
 		firstAt[i], fUTM[i], fPage[i], fRef[i] = m.firstAt, m.firstUTM, m.firstPage, m.firstRef
 		lastAt[i], lUTM[i], lPage[i], lRef[i] = m.lastAt, m.lastUTM, m.lastPg, m.lastRef
 		subs[i] = m.submissions
 	}
 	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
-		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs)
+		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt)
 
 	m := len(leads)
 	var (

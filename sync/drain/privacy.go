@@ -31,6 +31,15 @@ SELECT count(*) FROM (
     FROM (SELECT k, bool_or(x) AS x FROM unnest($1::bigint[], $2::bool[]) AS u (k, x) GROUP BY k ORDER BY k) t
 ) l`
 
+	// tombstoneOrderSQL serializes the transactions that write tombstones,
+	// so that tombstone ids become visible in id order. Edges pull
+	// tombstones by id (a cursor): were a lower id to commit after a higher
+	// one that an edge had already pulled, that edge would never see it and
+	// never scrub the address. The lock is taken before any address lock
+	// (the two-key space never meets lockSQL's one-key space) and held to
+	// the end of the transaction; only batches that erase take it.
+	tombstoneOrderSQL = `SELECT pg_advisory_xact_lock(1835100524, 1)` // 1835100524 is "mail"
+
 	tombstonesSQL = `
 SELECT email_hmac, max(erased_at) FROM mailslot.tombstones
 WHERE email_hmac = ANY($1::bytea[]) GROUP BY email_hmac`
@@ -69,10 +78,25 @@ WHERE received_at <= $2
        OR lead_submission IN (SELECT submission_id FROM mailslot.consent_records WHERE email_hmac = $1))`
 
 	// Consent records stay as proof that consent was given and withdrawn,
-	// but no longer say whose.
+	// but no longer say whose: not even through lead_id, since a lead with
+	// sign-ups from after the erasure survives (resetLeadsSQL).
 	eraseConsentSQL = `
-UPDATE mailslot.consent_records SET email_hmac = NULL, ip_hmac = NULL
+UPDATE mailslot.consent_records SET email_hmac = NULL, ip_hmac = NULL, lead_id = NULL
 WHERE email_hmac = $1 AND recorded_at <= $2`
+
+	// erasedLeadsSQL keeps a sign-up that a tombstone covers the way an
+	// erasure leaves one that synced before it: a consent record that says
+	// what was agreed and when, but not whose. Events that name the sign-up,
+	// in this batch or a later one, find it and drop the link and the IP
+	// hash (insertEventsSQL), as they would had they synced before the
+	// erasure.
+	erasedLeadsSQL = `
+INSERT INTO mailslot.consent_records (
+    lead_id, submission_id, email_hmac, property, policy_version, status, source,
+    recorded_at, ip_hmac, origin_node, origin_seq)
+SELECT NULL, s.id, NULL, s.property, s.policy_version, s.status, s.source, s.recorded_at, NULL, $1, s.seq
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bigint[])
+     AS s (id, property, policy_version, status, source, recorded_at, seq)`
 
 	// The lead goes; its consent records and events are set null by their
 	// foreign keys, and its image jobs are deleted by theirs.
@@ -83,6 +107,7 @@ WHERE email_hmac = $1 AND recorded_at <= $2`
 	resetLeadsSQL = `
 UPDATE mailslot.leads l SET
     name           = NULL,
+    name_at        = NULL,
     first_seen_at  = last_seen_at,
     first_utm      = last_utm,
     first_page     = last_page,
@@ -101,11 +126,13 @@ func lockKey(h []byte) int64 {
 }
 
 // lockAddresses takes the batch's address locks and returns, for each
-// address it holds rows of, the latest erasure time Postgres knows.
+// address it holds rows of, the latest erasure time Postgres knows. A batch
+// that erases takes the tombstone lock first (see tombstoneOrderSQL).
 func lockAddresses(ctx context.Context, tx pgx.Tx, d decoded, skip map[int64]bool) (map[string]time.Time, error) {
 	var keys []int64
 	var excl []bool
 	var hashes [][]byte
+	erases := false
 	seen := map[string]bool{}
 	for _, r := range d.all {
 		if skip[r.Seq] || len(r.EmailHMAC) < 8 {
@@ -113,6 +140,7 @@ func lockAddresses(ctx context.Context, tx pgx.Tx, d decoded, skip map[int64]boo
 		}
 		keys = append(keys, lockKey(r.EmailHMAC))
 		excl = append(excl, r.Kind == outbox.KindErasure)
+		erases = erases || r.Kind == outbox.KindErasure
 		if !seen[string(r.EmailHMAC)] {
 			seen[string(r.EmailHMAC)] = true
 			hashes = append(hashes, r.EmailHMAC)
@@ -124,6 +152,9 @@ func lockAddresses(ctx context.Context, tx pgx.Tx, d decoded, skip map[int64]boo
 	}
 	sort.Slice(hashes, func(i, j int) bool { return string(hashes[i]) < string(hashes[j]) })
 	b := &pgx.Batch{}
+	if erases {
+		b.Queue(tombstoneOrderSQL)
+	}
 	b.Queue(lockSQL, keys, excl)
 	b.Queue(tombstonesSQL, hashes).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -165,6 +196,24 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 	}
 }
 
+// queueErasedLeads records sign-ups that a tombstone covers as scrubbed
+// consent records (erasedLeadsSQL).
+func queueErasedLeads(b *pgx.Batch, nodeID string, leads []leadRow) {
+	n := len(leads)
+	var (
+		ids, props, statuses = make([]string, n), make([]string, n), make([]string, n)
+		policies, sources    = make([]*string, n), make([]*string, n)
+		recorded             = make([]time.Time, n)
+		seqs                 = make([]int64, n)
+	)
+	for i, l := range leads {
+		ids[i], props[i], statuses[i] = l.row.ID, l.p.Property, l.p.Consent
+		policies[i], sources[i] = optional(l.p.ConsentRecord.PolicyVersion), optional(l.p.ConsentRecord.Source)
+		recorded[i], seqs[i] = l.row.ReceivedAt, l.row.Seq
+	}
+	b.Queue(erasedLeadsSQL, nodeID, ids, props, policies, statuses, sources, recorded, seqs)
+}
+
 func queueErasure(b *pgx.Batch, emailHMAC []byte, at time.Time, by, origin string) {
 	var node any
 	if origin != "" {
@@ -199,9 +248,10 @@ func Erase(ctx context.Context, db interface {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	b := &pgx.Batch{}
+	b.Queue(tombstoneOrderSQL)
 	b.Queue(lockSQL, []int64{lockKey(emailHMAC)}, []bool{true})
 	queueErasure(b, emailHMAC, at, by, "")
-	counts := []*int64{nil, nil, nil, &res.EventsScrubbed, &res.ConsentScrubbed, &res.LeadsDeleted, &res.LeadsReset}
+	counts := []*int64{nil, nil, nil, nil, &res.EventsScrubbed, &res.ConsentScrubbed, &res.LeadsDeleted, &res.LeadsReset}
 	for i, qq := range b.QueuedQueries {
 		if dst := counts[i]; dst != nil {
 			qq.Exec(func(ct pgconn.CommandTag) error { *dst = ct.RowsAffected(); return nil })

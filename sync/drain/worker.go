@@ -62,6 +62,8 @@ type Worker struct {
 	lastErrAt  time.Time
 	synced     int64
 	replayed   int64
+	batches    int64
+	errors     int64
 	lastPruned time.Time
 }
 
@@ -122,6 +124,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil || !ok {
 				if err != nil {
 					w.fail(err)
+					w.setState(StateBackoff) // not "starting" forever when Postgres is down at start
 				}
 				if !sleep(ctx, jitter(backoff)) {
 					break
@@ -263,6 +266,14 @@ func (w *Worker) checkSchema(ctx context.Context) (bool, error) {
 		w.mu.Unlock()
 		return false, nil
 	}
+	w.mu.Lock()
+	if w.state == StateSchemaBehind {
+		// Migrated: the advice to migrate must not outlive it, even when
+		// there is nothing to sync (only a synced batch clears lastErr).
+		w.state, w.lastErr = StateIdle, ""
+		w.log.Info("schema is current; syncing", "version", v)
+	}
+	w.mu.Unlock()
 	return true, nil
 }
 
@@ -288,6 +299,7 @@ func (w *Worker) succeeded(res Applied) {
 	w.lastOK = time.Now()
 	w.synced += int64(res.Rows)
 	w.replayed += int64(res.Replayed)
+	w.batches++
 	if w.lastErr != "" {
 		w.log.Info("sync recovered")
 	}
@@ -298,6 +310,7 @@ func (w *Worker) fail(err error) {
 	msg := logging.Scrub(err.Error())
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.errors++
 	if isUnreachable(err) {
 		w.reachable = false
 	}
@@ -346,6 +359,8 @@ type Status struct {
 	SchemaRequired          int        `json:"schema_required"`
 	RowsSynced              int64      `json:"rows_synced"`
 	RowsReplayed            int64      `json:"rows_replayed"`
+	Batches                 int64      `json:"batches"`
+	Errors                  int64      `json:"errors"`
 	Quarantined             int64      `json:"quarantined"`
 	SyncedRetained          int64      `json:"synced_retained"`
 	LastSeq                 int64      `json:"last_seq"`
@@ -370,6 +385,8 @@ func (w *Worker) Status(ctx context.Context) (Status, error) {
 		SchemaRequired:    pgschema.Required(),
 		RowsSynced:        w.synced,
 		RowsReplayed:      w.replayed,
+		Batches:           w.batches,
+		Errors:            w.errors,
 		Quarantined:       st.Quarantined,
 		SyncedRetained:    st.Synced,
 		LastSeq:           st.LastSeq,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -41,6 +42,9 @@ type edgeNode struct {
 	logs   *syncBuffer
 	leads  int // lead rows submitted
 	events int
+	// reverse makes submit walk the addresses from the other end, so
+	// that two edges' batches take the same leads in opposite orders.
+	reverse bool
 }
 
 func newEdge(t *testing.T, nodeID string) *edgeNode {
@@ -154,7 +158,11 @@ func (e *edgeNode) submit(n, distinct int) {
 		recs = nil
 	}
 	for i := range n {
-		l := leadRecord(email((e.leads+i)%distinct), "Name")
+		k := (e.leads + i) % distinct
+		if e.reverse {
+			k = distinct - 1 - k
+		}
+		l := leadRecord(email(k), "Name")
 		recs = append(recs, l)
 		if i%5 == 0 {
 			recs = append(recs, eventRecord(l.ID))
@@ -169,7 +177,7 @@ func (e *edgeNode) submit(n, distinct int) {
 }
 
 // rows is how many outbox rows the edge has accepted.
-func (e *edgeNode) rows() int64 { return e.rows() }
+func (e *edgeNode) rows() int64 { return int64(e.leads + e.events) }
 
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
@@ -241,6 +249,9 @@ func checkExact(t *testing.T, pool *pgxpool.Pool, distinct int, edges ...*edgeNo
 		var region string
 		err := pool.QueryRow(context.Background(), `SELECT region, last_seq, rows_synced FROM mailslot.nodes WHERE node_id = $1`, e.id).
 			Scan(&region, &lastSeq, &synced)
+		if e.rows() == 0 && errors.Is(err, pgx.ErrNoRows) {
+			continue // a node appears with its first batch
+		}
 		if err != nil {
 			t.Errorf("nodes row of %s: %v", e.id, err)
 			continue
@@ -255,22 +266,40 @@ func checkExact(t *testing.T, pool *pgxpool.Pool, distinct int, edges ...*edgeNo
 	}
 }
 
+// TestPostgresDownThenBack starts an edge while Postgres is unreachable,
+// lets it recover, then takes Postgres away again mid-life. The edge must
+// accept throughout, say what is wrong, and end with every row once.
 func TestPostgresDownThenBack(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	proxy := pgtest.NewProxy(t, pgtest.TargetAddr(t, dbURL))
 	e := newEdge(t, "node-down")
-	e.start(proxy.URL(dbURL))
 	const distinct = 7
+	empty := readCounts(t, pool)
 
+	// Down from the start.
+	proxy.Down()
+	e.start(proxy.URL(dbURL))
 	e.submit(10, distinct)
+	waitFor(t, 30*time.Second, "status to report Postgres down at start", func() (bool, string) {
+		st := e.status()
+		return !st.PostgresReachable && st.LastError != "" && st.State == drain.StateBackoff, fmt.Sprintf("%+v", st)
+	})
+	if st := e.status(); st.Pending != e.rows() || st.LastSuccessAt != nil {
+		t.Errorf("down at start: pending %d (want %d), last success %v", st.Pending, e.rows(), st.LastSuccessAt)
+	}
+	proxy.Up()
 	e.waitDrained(30 * time.Second)
-	if st := e.status(); !st.PostgresReachable || st.LastError != "" {
-		t.Fatalf("before the outage: %+v", st)
+	if st := e.status(); !st.PostgresReachable || st.LastError != "" || st.LastSuccessAt == nil {
+		t.Fatalf("after the first recovery: %+v", st)
 	}
 	before := readCounts(t, pool)
+	if before == empty {
+		t.Fatal("nothing reached Postgres after the first recovery")
+	}
 	synced := e.rows()
 
+	// Down again, with a warm pool.
 	proxy.Down()
 	for range 4 { // the edge accepts throughout
 		e.submit(25, distinct)
@@ -304,14 +333,24 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 		name  string
 		viaPx bool
 		kill  func(t *testing.T, admin *pgxpool.Pool, px *pgtest.Proxy)
+		// replays says the fault always lands after a COMMIT, so the
+		// worker must replay (and the ledger absorb) each faulted batch.
+		replays bool
 	}{
-		{"proxy cuts every connection", true, func(t *testing.T, _ *pgxpool.Pool, px *pgtest.Proxy) { px.CutAll() }},
+		{"proxy cuts every connection", true, func(t *testing.T, _ *pgxpool.Pool, px *pgtest.Proxy) { px.CutAll() }, false},
 		{"server terminates the edge's backends", false, func(t *testing.T, admin *pgxpool.Pool, _ *pgtest.Proxy) {
 			if _, err := admin.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 				WHERE datname = current_database() AND application_name = 'mailslot-edge'`); err != nil {
 				t.Errorf("terminate backends: %v", err)
 			}
-		}},
+		}, false},
+		{"answer to COMMIT lost", true, func(t *testing.T, _ *pgxpool.Pool, px *pgtest.Proxy) {
+			before := px.CommitAnswersLost()
+			px.LoseNextCommitAnswer(true)
+			waitFor(t, 30*time.Second, "a COMMIT answer to be lost", func() (bool, string) {
+				return px.CommitAnswersLost() > before, ""
+			})
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,7 +363,7 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 				target = px.URL(dbURL)
 			}
 			e := newEdge(t, "node-cut")
-			const backlog, distinct = 5000, 1500
+			const backlog, distinct = 3000, 1000
 			e.submit(backlog, distinct)
 			total := e.rows()
 			e.start(target, func(o *drain.Options) { o.BatchSize = 150 })
@@ -348,7 +387,11 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 			}
 			e.waitDrained(120 * time.Second)
 			checkExact(t, pool, distinct, e)
-			t.Logf("broke connections %d times; worker replayed %d rows", kills, e.status().RowsReplayed)
+			replayed := e.status().RowsReplayed
+			t.Logf("broke connections %d times; worker replayed %d rows", kills, replayed)
+			if tt.replays && replayed < int64(kills) {
+				t.Errorf("worker replayed %d rows after %d lost COMMIT answers; want at least one batch each", replayed, kills)
+			}
 		})
 	}
 }
@@ -382,43 +425,57 @@ func emptyDB(t *testing.T) string {
 }
 
 func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
-	dbURL := emptyDB(t)
-	e := newEdge(t, "node-behind")
-	const distinct = 5
-	e.submit(20, distinct)
-	e.start(dbURL)
-	waitFor(t, 30*time.Second, "state schema_behind", func() (bool, string) {
-		st := e.status()
-		return st.State == drain.StateSchemaBehind, fmt.Sprintf("%+v", st)
-	})
-	e.submit(5, distinct) // still accepting
-	st := e.status()
-	if !strings.Contains(st.LastError, "mailslotctl migrate") || !st.PostgresReachable ||
-		st.SchemaVersion != 0 || st.SchemaRequired != pgschema.Required() {
-		t.Errorf("schema behind: %+v; want last_error naming `mailslotctl migrate`, Postgres reachable, version 0 of %d",
-			st, pgschema.Required())
+	tests := []struct {
+		name           string
+		before, during int // sign-ups before the worker starts, and while behind
+		distinct       int
+	}{
+		{"with a backlog", 20, 5, 5},
+		{"with nothing to sync", 0, 0, 0},
 	}
-	if st.Pending != e.rows() || st.SyncedRetained != 0 || st.RowsSynced != 0 || st.Quarantined != 0 {
-		t.Errorf("schema behind: pending %d of %d, synced %d/%d, quarantined %d; want nothing marked",
-			st.Pending, e.leads+e.events, st.SyncedRetained, st.RowsSynced, st.Quarantined)
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dbURL := emptyDB(t)
+			e := newEdge(t, "node-behind")
+			e.submit(tt.before, max(tt.distinct, 1))
+			e.start(dbURL)
+			waitFor(t, 30*time.Second, "state schema_behind", func() (bool, string) {
+				st := e.status()
+				return st.State == drain.StateSchemaBehind, fmt.Sprintf("%+v", st)
+			})
+			e.submit(tt.during, max(tt.distinct, 1)) // still accepting
+			st := e.status()
+			if !strings.Contains(st.LastError, "mailslotctl migrate") || !st.PostgresReachable ||
+				st.SchemaVersion != 0 || st.SchemaRequired != pgschema.Required() {
+				t.Errorf("schema behind: %+v; want last_error naming `mailslotctl migrate`, Postgres reachable, version 0 of %d",
+					st, pgschema.Required())
+			}
+			if st.Pending != e.rows() || st.SyncedRetained != 0 || st.RowsSynced != 0 || st.Quarantined != 0 {
+				t.Errorf("schema behind: pending %d of %d, synced %d/%d, quarantined %d; want nothing marked",
+					st.Pending, e.rows(), st.SyncedRetained, st.RowsSynced, st.Quarantined)
+			}
 
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var tables int
-	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_tables WHERE schemaname = 'mailslot'`).Scan(&tables); err != nil || tables != 0 {
-		t.Fatalf("the edge created %d tables (err %v); it must never run DDL", tables, err)
-	}
-	if _, err := pgschema.Migrate(context.Background(), conn); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
-	e.waitDrained(60 * time.Second)
-	checkExact(t, pgtest.Pool(t, dbURL), distinct, e)
-	if st := e.status(); st.State == drain.StateSchemaBehind || st.LastError != "" || st.SchemaVersion != pgschema.Required() {
-		t.Errorf("after migrate: %+v", st)
+			conn, err := pgx.Connect(context.Background(), dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			var tables int
+			if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_tables WHERE schemaname = 'mailslot'`).Scan(&tables); err != nil || tables != 0 {
+				t.Fatalf("the edge created %d tables (err %v); it must never run DDL", tables, err)
+			}
+			if _, err := pgschema.Migrate(context.Background(), conn); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			waitFor(t, 60*time.Second, "sync after migrate", func() (bool, string) {
+				st := e.status()
+				return st.Pending == 0 && st.SchemaVersion == pgschema.Required(), fmt.Sprintf("%+v", st)
+			})
+			checkExact(t, pgtest.Pool(t, dbURL), tt.distinct, e)
+			if st := e.status(); st.State == drain.StateSchemaBehind || st.LastError != "" {
+				t.Errorf("after migrate: state %s, last_error %q; want the advice gone", st.State, st.LastError)
+			}
+		})
 	}
 }
 
@@ -426,6 +483,7 @@ func TestTwoEdgesSyncConcurrently(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	a, b := newEdge(t, "node-a"), newEdge(t, "node-b")
+	b.reverse = true
 	const distinct = 300 // both edges see every address
 	a.submit(2000, distinct)
 	b.submit(1500, distinct)

@@ -3,7 +3,12 @@
 // pending and retained alike, advancing the cursor in the same SQLite
 // transaction. Polling keeps it simple and works through any proxy; at the
 // default half-second interval an erasure reaches every connected edge well
-// within two seconds.
+// within two seconds (docs/BENCHMARKS.md, "Erasure propagation").
+//
+// A cursor on the id is safe only because ids become visible in id order:
+// every transaction that writes a tombstone takes one lock first
+// (tombstoneOrderSQL in sync/drain), so a lower id can never commit after
+// an edge has pulled a higher one.
 package tombstone
 
 import (
