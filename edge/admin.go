@@ -8,4 +8,5 @@ import "github.com/gin-gonic/gin"
 func (s *Server) adminRoutes(g *gin.RouterGroup) {
 	s.reconcileRoutes(g)
 	s.privacyAdminRoutes(g)
+	s.imageRoutes(g)
 }

@@ -57,6 +57,7 @@ type Server struct {
 	status  StatusFunc
 	tokens  *token.Keys
 	metrics *metrics.Metrics
+	imgs    *imageAPI
 	now     func() time.Time
 	redir   map[string]bool
 }
@@ -73,7 +74,7 @@ func New(o Options) *Server {
 	for _, h := range o.Config.RedirectHosts {
 		redir[strings.ToLower(h)] = true
 	}
-	return &Server{
+	s := &Server{
 		cfg:     o.Config,
 		out:     o.Outbox,
 		hash:    o.Hasher,
@@ -85,6 +86,8 @@ func New(o Options) *Server {
 		now:     o.Now,
 		redir:   redir,
 	}
+	s.imgs = newImageAPI(s)
+	return s
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -117,6 +120,7 @@ func (s *Server) Handler() http.Handler {
 	v1.OPTIONS("/events", func(*gin.Context) {})
 
 	s.privacyRoutes(e)
+	e.POST("/v1/webhooks/replicate", s.replicateWebhook)
 	e.GET("/v1/sync/status", s.requireAdmin, s.syncStatus)
 	s.adminRoutes(e.Group("/admin", s.requireAdmin))
 	return e

@@ -106,13 +106,25 @@ func serve(getenv func(string) string, stderr io.Writer) error {
 }
 
 // ensureProcs gives the runtime at least two Ps. On a one-vCPU machine Go
-// picks GOMAXPROCS=1, and then the outbox writer's fsync holds the only P
-// while it blocks in the kernel: the runtime hands a P blocked in a syscall
-// to another thread only when sysmon notices, which can take up to 10 ms
-// once sysmon has backed off. Every request waits that long for each
-// commit. A second P keeps the HTTP handlers running while the writer
-// waits in fsync; the kernel still time-slices one core. An explicit
-// GOMAXPROCS is left alone.
+// picks GOMAXPROCS=1, and then the outbox writer's fsync (a plain syscall
+// inside SQLite) keeps the only P for as long as the disk takes: the
+// runtime gives a P in a syscall to another thread only when sysmon has
+// seen that same syscall on two consecutive wake-ups. sysmon wakes every
+// 20µs at first but doubles its interval after 1ms without retaking a P,
+// up to 10ms; an fsync (0.3–3ms here) then ends before sysmon looks twice,
+// nothing is retaken, and the interval stays at 10ms. Measured with Go
+// 1.26 on one core: 510 of 518 fsyncs kept the P, which spent 91% of the
+// time in syscalls. While it is held no handler runs and nobody polls the
+// network, so no submissions queue up behind the commit, and the writer,
+// woken first by the one handler that did submit, commits batches of about
+// two: group commit degenerates to one fsync per request (a fifth to a
+// third of the throughput, p99 in the hundreds of ms). A runtime with the
+// backoff patched out recovers the same binary on GOMAXPROCS=1, which is
+// the proof; a second P gets there with the stock runtime, because it
+// keeps running handlers and the netpoller while the writer waits in
+// fsync, so batches grow again (about 25 per fsync). The kernel still
+// time-slices one core. See docs/BENCHMARKS.md, "One core". An explicit
+// GOMAXPROCS is left alone, so GOMAXPROCS=1 brings the collapse back.
 func ensureProcs(getenv func(string) string, log *slog.Logger) {
 	if getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) >= 2 {
 		return

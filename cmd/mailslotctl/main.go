@@ -20,12 +20,15 @@ const usage = `usage: mailslotctl <command> [flags]
 commands:
   migrate   apply Postgres migrations (--status to only show them)
   status    every node's sync state, from Postgres and each reachable edge
+  reconcile compare each edge's outbox with Postgres; --fix replays what is missing
+  recover   restore a lost edge's outbox from its replica and sync what Postgres lacks
   erase     erase an address everywhere (PIPEDA deletion request)
   export    everything held about an address, from Postgres and the edges (access request)
   links     mint confirm, unsubscribe and erasure links for an address
   consent   consent lapsed: leads whose implied consent has expired (CASL)
   erasures  erasures still inside the replica history window
   purge-events  delete telemetry older than a retention period (logged)
+  images    image-description jobs: list, status, submit, retry, cancel
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -82,6 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, e, args[1:])
 	case "status":
 		return runStatus(ctx, e, args[1:])
+	case "images":
+		return runImages(ctx, e, args[1:])
+	case "reconcile":
+		return runReconcile(ctx, e, args[1:])
+	case "recover":
+		return runRecover(ctx, e, args[1:])
 	case "erase":
 		return runErase(ctx, e, args[1:])
 	case "export":

@@ -19,12 +19,26 @@ import (
 
 // nodeStatus is one line of `mailslotctl status`.
 type nodeStatus struct {
-	NodeID    string        `json:"node_id"`
-	Region    string        `json:"region"`
-	Postgres  *pgNode       `json:"postgres"`
-	Edge      *drain.Status `json:"edge"`
-	EdgeURL   string        `json:"edge_url,omitempty"`
-	EdgeError string        `json:"edge_error,omitempty"`
+	NodeID    string    `json:"node_id"`
+	Region    string    `json:"region"`
+	Postgres  *pgNode   `json:"postgres"`
+	Edge      *edgeView `json:"edge"`
+	EdgeURL   string    `json:"edge_url,omitempty"`
+	EdgeError string    `json:"edge_error,omitempty"`
+}
+
+// edgeView is what an edge's /v1/sync/status says: the sync worker's
+// fields and, where replication is on, the replica's.
+type edgeView struct {
+	drain.Status
+	Replica *replicaStatus `json:"replica,omitempty"`
+}
+
+// replicaStatus is the part of the edge's replica status shown here.
+type replicaStatus struct {
+	LagSeconds    float64 `json:"lag_seconds"`
+	ReplicatedSeq int64   `json:"replicated_seq"`
+	LastError     string  `json:"last_error,omitempty"`
 }
 
 // pgNode is what Postgres knows about a node.
@@ -112,7 +126,10 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(nodes)
 	}
-	return printStatus(e.stdout, nodes, time.Now())
+	if err := printStatus(e.stdout, nodes, time.Now()); err != nil {
+		return err
+	}
+	return writeImageSummary(ctx, e, conn)
 }
 
 func loadNodes(ctx context.Context, conn *pgx.Conn) ([]*nodeStatus, error) {
@@ -131,7 +148,7 @@ func loadNodes(ctx context.Context, conn *pgx.Conn) ([]*nodeStatus, error) {
 
 // fetchEdge asks one edge for its status. Errors name the edge and the fix,
 // never the token.
-func fetchEdge(ctx context.Context, client *http.Client, base, token string) (*drain.Status, error) {
+func fetchEdge(ctx context.Context, client *http.Client, base, token string) (*edgeView, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/sync/status", nil)
 	if err != nil {
 		return nil, fmt.Errorf("edge URL %q is not valid", base)
@@ -151,7 +168,7 @@ func fetchEdge(ctx context.Context, client *http.Client, base, token string) (*d
 	default:
 		return nil, fmt.Errorf("edge answered status %d", resp.StatusCode)
 	}
-	var st drain.Status
+	var st edgeView
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
 		return nil, fmt.Errorf("edge status is not JSON: %w", err)
 	}
@@ -163,9 +180,10 @@ func fetchEdge(ctx context.Context, client *http.Client, base, token string) (*d
 
 func printStatus(w io.Writer, nodes []*nodeStatus, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tREGION\tSTATE\tPENDING\tOLDEST\tLAST SYNC\tSYNCED (PG)\tLAST SEQ (PG)\tQUARANTINED\tERROR")
+	fmt.Fprintln(tw, "NODE\tREGION\tSTATE\tPENDING\tOLDEST\tLAST SYNC\tSYNCED (PG)\tLAST SEQ (PG)\tQUARANTINED\tREPLICA LAG\tERROR")
 	for _, n := range nodes {
 		state, pending, oldest, quarantined, lastErr := "-", "-", "-", "-", n.EdgeError
+		replicaLag := "-"
 		lastSync, synced, lastSeq := "never", "0", "0"
 		if n.Postgres != nil {
 			synced = fmt.Sprint(n.Postgres.RowsSynced)
@@ -182,6 +200,12 @@ func printStatus(w io.Writer, nodes []*nodeStatus, now time.Time) error {
 			if lastErr == "" {
 				lastErr = s.LastError
 			}
+			if r := s.Replica; r != nil {
+				replicaLag = (time.Duration(r.LagSeconds * float64(time.Second))).Round(10 * time.Millisecond).String()
+				if lastErr == "" && r.LastError != "" {
+					lastErr = "replica: " + r.LastError
+				}
+			}
 		} else if n.EdgeURL == "" {
 			state = "not asked"
 		} else {
@@ -190,8 +214,8 @@ func printStatus(w io.Writer, nodes []*nodeStatus, now time.Time) error {
 		if lastErr == "" {
 			lastErr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			n.NodeID, orDash(n.Region), state, pending, oldest, lastSync, synced, lastSeq, quarantined, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			n.NodeID, orDash(n.Region), state, pending, oldest, lastSync, synced, lastSeq, quarantined, replicaLag, lastErr)
 	}
 	return tw.Flush()
 }

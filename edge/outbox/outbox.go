@@ -123,8 +123,11 @@ func Open(ctx context.Context, opts Options) (*Outbox, error) {
 	// wait for another process (Litestream's restore, an operator's sqlite3)
 	// instead of failing at once. _txlock=immediate takes the write lock at
 	// BEGIN, so a transaction never fails half-way on a lock upgrade.
+	// secure_delete zeroes the bytes of deleted and scrubbed rows, so that
+	// an erased address does not linger in free pages (and from there in
+	// replica snapshots).
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=secure_delete(ON)&_txlock=immediate"
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)

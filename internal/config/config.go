@@ -66,15 +66,19 @@ type Config struct {
 	// ReplicaURL is the fleet's Litestream replica base; each node
 	// replicates beneath it under its node id (package edge/replica).
 	ReplicaURL string
-	// ReplicaEndpoint is the S3 endpoint for non-AWS stores (Fly Tigris).
+	// ReplicaEndpoint is the S3 endpoint for non-AWS stores (Fly Tigris);
+	// ReplicaRegion is AWS_REGION ("auto" on Tigris). Credentials stay in
+	// the AWS_* variables, where the S3 client reads them.
 	ReplicaEndpoint string
+	ReplicaRegion   string
 	// ReplicaSyncInterval is how often committed rows are shipped to the
 	// replica: the most a lost volume can lose, plus the upload time.
 	ReplicaSyncInterval time.Duration
 	// ReplicaRetention bounds how long the replica keeps history (old
 	// snapshots and the changes between them): a row scrubbed from the
-	// outbox is gone from the replica within about twice this.
+	// outbox is gone from the replica within this (edge/replica.Replicator).
 	ReplicaRetention time.Duration
+
 	SyncBatch     int
 	SyncInterval  time.Duration
 	SyncRetention time.Duration
@@ -140,6 +144,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		SyncRetention: p.duration("MAILSLOT_SYNC_RETENTION", 7*24*time.Hour),
 
 		ReplicaEndpoint:     p.str("MAILSLOT_REPLICA_ENDPOINT", ""),
+		ReplicaRegion:       p.str("AWS_REGION", ""),
 		ReplicaSyncInterval: p.duration("MAILSLOT_REPLICA_SYNC_INTERVAL", time.Second),
 		ReplicaRetention:    p.duration("MAILSLOT_REPLICA_RETENTION", 24*time.Hour),
 
