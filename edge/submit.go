@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot/sync/dispatch"
 	"github.com/mailslot/mailslot/web"
 )
 
@@ -130,6 +131,19 @@ func (s *Server) postLead(c *gin.Context) {
 	if err != nil {
 		s.failIntake(c, r.format, err)
 		return
+	}
+	if req.ImageURL != "" {
+		u, err := dispatch.CheckURL(req.ImageURL, s.cfg.Images.AllowedHosts)
+		if err != nil {
+			code := intake.FieldInvalid
+			var ie *dispatch.InputError
+			if errors.As(err, &ie) {
+				code = ie.Code
+			}
+			s.fail(c, r.format, http.StatusUnprocessableEntity, intake.CodeInvalidFields, map[string]string{"image_url": code})
+			return
+		}
+		req.ImageURL = u
 	}
 	idemKey, ok := s.idempotencyKey(c, r.format, req.IdemKey)
 	if !ok {

@@ -154,6 +154,33 @@ func TestLeadConsentDefaultsToPending(t *testing.T) {
 	}
 }
 
+// TestLeadImageURL: a sign-up may bring an image on an allowlisted https
+// host; anything else is a field error and stores nothing.
+func TestLeadImageURL(t *testing.T) {
+	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_IMAGE_ALLOWED_HOSTS": "cdn.example.com"})
+	db := edgetest.OpenDB(t, e.Config.DataDir)
+	for _, tt := range []struct{ url, code string }{
+		{"http://cdn.example.com/a.jpg", "not_https"},
+		{"https://evil.example.com/a.jpg", "host_not_allowed"},
+		{"https://user@cdn.example.com/a.jpg", "invalid"},
+	} {
+		w := edgetest.PostJSON(e.Public, leads, `{"email":"a@example.com","property":"p","image_url":"`+tt.url+`"}`)
+		if w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), `"image_url":"`+tt.code+`"`) {
+			t.Errorf("%s: status %d body %s, want 422 with image_url %s", tt.url, w.Code, w.Body, tt.code)
+		}
+	}
+	if n := edgetest.CountKind(t, db, outbox.KindLead); n != 0 {
+		t.Fatalf("refused sign-ups stored %d rows", n)
+	}
+	w := edgetest.PostJSON(e.Public, leads, `{"email":"a@example.com","property":"p","image_url":"https://CDN.example.com/a.jpg#x"}`)
+	if w.Code != http.StatusAccepted {
+		t.Fatalf("allowlisted image: status %d body %s", w.Code, w.Body)
+	}
+	if got := edgetest.Payloads(t, db, outbox.KindLead)[0]["image_url"]; got != "https://cdn.example.com/a.jpg" {
+		t.Errorf("stored image_url = %v, want the normalized URL", got)
+	}
+}
+
 func TestLeadFormAccepted(t *testing.T) {
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)

@@ -28,6 +28,9 @@ type Lead struct {
 	Page          string `json:"page,omitempty"`
 	Referrer      string `json:"referrer,omitempty"`
 	UTM           UTM    `json:"utm,omitzero"`
+	// ImageURL is an image to describe with the lead (an https URL on an
+	// allowlisted host; the edge checks the host).
+	ImageURL string `json:"image_url,omitempty"`
 }
 
 // LeadPayload is a sign-up as the outbox stores it: the validated lead and
@@ -176,6 +179,8 @@ func validateLead(vals map[string]string, errs fieldErrs) LeadRequest {
 			req.Page, code = urlText(v, maxURL)
 		case "referrer":
 			req.Referrer, code = urlText(v, maxURL)
+		case "image_url":
+			req.ImageURL, code = text(v, maxURL)
 		case "redirect":
 			req.Redirect, code = text(v, maxURL)
 		case "idempotency_key":

@@ -308,6 +308,15 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamp
      AS s (id, property, type, received_at, client_time, payload, ip_hmac, seq, lead_submission)
 LEFT JOIN mailslot.consent_records c ON c.submission_id = s.lead_submission`
 
+	// insertLeadImagesSQL queues an image-description job for each image a
+	// sign-up brought; the job belongs to the lead, so erasing the lead
+	// deletes it.
+	insertLeadImagesSQL = `
+INSERT INTO mailslot.image_jobs (lead_id, source, image_url, max_attempts, submitted_by)
+SELECT DISTINCT l.id, 'url', s.url, $1::int, 'signup'
+FROM unnest($2::text[], $3::bytea[], $4::text[]) AS s (property, email_hmac, url)
+JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac`
+
 	upsertNodeSQL = `
 INSERT INTO mailslot.nodes AS n (node_id, region, last_seq, rows_synced, last_sync_at)
 VALUES ($1, $2, $3, $4, now())
@@ -332,6 +341,9 @@ const (
 type Applier struct {
 	NodeID string
 	Region string
+	// ImageAttempts is max_attempts for image jobs that sign-ups bring
+	// (MAILSLOT_IMAGE_MAX_ATTEMPTS); 0 means 5.
+	ImageAttempts int
 }
 
 // Applied counts what one batch did.
@@ -443,7 +455,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 	)
 	flush := func() {
 		if len(segLeads) > 0 {
-			queueLeads(b, a.NodeID, segLeads)
+			queueLeads(b, a.NodeID, segLeads, a.ImageAttempts)
 		}
 		if len(segGone) > 0 {
 			queueErasedLeads(b, a.NodeID, segGone)
@@ -514,7 +526,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 	return len(seqs), nil
 }
 
-func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow) {
+func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts int) {
 	merged := mergeLeads(leads)
 	n := len(merged)
 	var (
@@ -554,6 +566,7 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow) {
 		recorded[i], ips[i], seqs[i] = l.row.ReceivedAt, l.row.IPHMAC, l.row.Seq
 	}
 	b.Queue(insertConsentSQL, nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
+	queueLeadImages(b, leads, imageAttempts)
 }
 
 func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
@@ -574,4 +587,21 @@ func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
 		}
 	}
 	b.Queue(insertEventsSQL, nodeID, ids, props, types, received, client, payloads, ips, seqs, leadSubs)
+}
+
+func queueLeadImages(b *pgx.Batch, leads []leadRow, attempts int) {
+	var props, urls []string
+	var hmacs [][]byte
+	for _, l := range leads {
+		if l.p.ImageURL != "" {
+			props, hmacs, urls = append(props, l.p.Property), append(hmacs, l.row.EmailHMAC), append(urls, l.p.ImageURL)
+		}
+	}
+	if len(urls) == 0 {
+		return
+	}
+	if attempts <= 0 {
+		attempts = 5
+	}
+	b.Queue(insertLeadImagesSQL, attempts, props, hmacs, urls)
 }

@@ -113,6 +113,7 @@ type sub struct {
 	name    string
 	utm     string // utm_source, "" for none
 	page    string
+	image   string // image_url, "" for none
 }
 
 func at(minutes int) time.Time { return base.Add(time.Duration(minutes) * time.Minute) }
@@ -122,7 +123,7 @@ func at(minutes int) time.Time { return base.Add(time.Duration(minutes) * time.M
 func lead(email string, s sub) outbox.Row {
 	p := intake.LeadPayload{
 		Lead: intake.Lead{Email: email, Property: testProperty, Consent: s.consent, Name: s.name,
-			PolicyVersion: "2026-01", Source: "footer", Page: s.page, UTM: intake.UTM{Source: s.utm}},
+			PolicyVersion: "2026-01", Source: "footer", Page: s.page, UTM: intake.UTM{Source: s.utm}, ImageURL: s.image},
 		ConsentRecord: intake.ConsentRecord{Property: testProperty, PolicyVersion: "2026-01", Status: s.consent,
 			Source: "footer", RecordedAt: at(s.at)},
 	}
@@ -266,7 +267,7 @@ func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
 	ann := lead("ann@example.com", sub{at: 1, consent: intake.ConsentPending, name: "Ann", utm: "news", page: "/a"})
 	batch1 := f.number(
 		ann,
-		lead("bob@example.com", sub{at: 2, consent: intake.ConsentExpress}),
+		lead("bob@example.com", sub{at: 2, consent: intake.ConsentExpress, image: "https://cdn.example.com/bob.jpg"}),
 		lead("ann@example.com", sub{at: 3, consent: intake.ConsentImplied, utm: "ads"}),
 		event(4, ann.ID),
 		event(5, ""),
@@ -317,6 +318,33 @@ func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
 	}
 	if got := f.int(`SELECT count(*) FROM mailslot.events`); got != 3 {
 		t.Errorf("events = %d, want 3", got)
+	}
+	if got := f.int(`SELECT count(*) FROM mailslot.image_jobs j JOIN mailslot.leads l ON l.id = j.lead_id
+		WHERE l.email = 'bob@example.com' AND j.image_url = 'https://cdn.example.com/bob.jpg'
+		  AND j.state = 'queued' AND j.submitted_by = 'signup'`); got != 1 {
+		t.Errorf("bob's image jobs = %d, want 1", got)
+	}
+}
+
+// TestSignUpImageGoesWithItsLead: a sign-up's image becomes a job of the
+// lead, and erasing the address deletes the job.
+func TestSignUpImageGoesWithItsLead(t *testing.T) {
+	f := newFixture(t)
+	f.apply(f.number(
+		lead("cy@example.com", sub{at: 1, consent: intake.ConsentExpress, image: "https://cdn.example.com/cy.png"}),
+		lead("dee@example.com", sub{at: 2, consent: intake.ConsentExpress, image: "https://cdn.example.com/dee.png"}),
+	)...)
+	if got := f.int(`SELECT count(*) FROM mailslot.image_jobs WHERE lead_id IS NOT NULL`); got != 2 {
+		t.Fatalf("image jobs = %d, want 2", got)
+	}
+	if _, err := Erase(context.Background(), f.pool, hasher.Email("cy@example.com"), at(3), "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.int(`SELECT count(*) FROM mailslot.image_jobs WHERE image_url LIKE '%cy.png'`); got != 0 {
+		t.Errorf("cy's image jobs after erasure = %d, want 0", got)
+	}
+	if got := f.int(`SELECT count(*) FROM mailslot.image_jobs WHERE image_url LIKE '%dee.png'`); got != 1 {
+		t.Errorf("dee's image jobs = %d, want 1", got)
 	}
 }
 

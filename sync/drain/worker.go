@@ -31,6 +31,8 @@ type Options struct {
 	// Retention is how long synced rows stay in the outbox for
 	// reconciliation before they are pruned.
 	Retention time.Duration
+	// ImageAttempts is max_attempts for image jobs sign-ups bring.
+	ImageAttempts int
 	// MinBackoff and MaxBackoff bound the wait after a failed batch.
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
@@ -105,7 +107,7 @@ func New(opts Options) (*Worker, error) {
 	return &Worker{
 		opts:    opts,
 		pool:    pool,
-		applier: Applier{NodeID: opts.NodeID, Region: opts.Region},
+		applier: Applier{NodeID: opts.NodeID, Region: opts.Region, ImageAttempts: opts.ImageAttempts},
 		log:     opts.Logger,
 		state:   StateStarting,
 	}, nil
