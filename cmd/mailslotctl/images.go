@@ -184,6 +184,10 @@ func writeImageSummary(ctx context.Context, e env, conn *pgx.Conn) error {
 		}
 		return err
 	}
+	// A fleet that has never described an image gets no line about it.
+	if st.QueueDepth+st.InFlight+st.Failed+st.Dead+st.Succeeded+st.Cancelled == 0 && st.MonthToDateUSD == 0 {
+		return nil
+	}
 	line := fmt.Sprintf("images: queue %d (%d due), in flight %d, failed %d, dead %d; $%.4f spent this month of $%.2f",
 		st.QueueDepth, st.Ready, st.InFlight, st.Failed, st.Dead, st.MonthToDateUSD, st.MonthlyBudgetUSD)
 	if st.BudgetExhausted {
