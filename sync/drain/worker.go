@@ -55,6 +55,10 @@ type Worker struct {
 	applier Applier
 	log     *slog.Logger
 
+	// cursor and marking belong to the Run goroutine (see step).
+	cursor  int64
+	marking chan error
+
 	mu         sync.Mutex
 	state      string
 	reachable  bool
@@ -118,6 +122,7 @@ func New(opts Options) (*Worker, error) {
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.pool.Close()
 	defer w.setState(StateStopped)
+	defer func() { _ = w.waitMark() }()
 	backoff := w.opts.MinBackoff
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
@@ -137,6 +142,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			schemaChecked = time.Now()
 		}
 		n, err := w.step(ctx)
+		if err != nil {
+			// Start again from the oldest pending row.
+			w.cursor = 0
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil
@@ -153,6 +162,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.prune(ctx)
 			if n == 0 {
 				w.setState(StateIdle)
+			} else if err := w.waitMark(); err != nil {
+				w.fail(err)
 			}
 			if !sleep(ctx, w.opts.Interval) {
 				return nil
@@ -165,9 +176,18 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // step syncs one batch and returns how many rows it read.
+//
+// Marking a batch synced in SQLite (one fsync) overlaps with reading,
+// decoding and applying the next one: the worker keeps a cursor past the
+// rows it has applied, and at most one mark in flight. Any failure waits
+// for the mark and starts again from the oldest pending row, so a mark
+// that failed is simply a replay that the ledger absorbs.
 func (w *Worker) step(ctx context.Context) (int, error) {
-	rows, err := w.opts.Outbox.Pending(ctx, 0, w.opts.BatchSize)
+	rows, err := w.opts.Outbox.Pending(ctx, w.cursor, w.opts.BatchSize)
 	if err != nil || len(rows) == 0 {
+		if merr := w.waitMark(); err == nil {
+			err = merr
+		}
 		return 0, err
 	}
 	w.setState(StateSyncing)
@@ -179,18 +199,48 @@ func (w *Worker) step(ctx context.Context) (int, error) {
 	defer cancel()
 	res, err := w.applier.Apply(bctx, w.pool, d)
 	if err != nil {
+		if merr := w.waitMark(); merr != nil {
+			return 0, merr
+		}
 		if !isContentError(err) {
 			return 0, err
 		}
 		// One row's content spoils the batch: apply row by row so that the
 		// good rows go through and the bad one is set aside.
-		return len(rows), w.isolate(ctx, d)
+		if err := w.isolate(ctx, d); err != nil {
+			return 0, err
+		}
+		w.cursor = rows[len(rows)-1].Seq
+		return len(rows), nil
 	}
-	if err := w.markSynced(ctx, d.all); err != nil {
+	if err := w.waitMark(); err != nil {
 		return 0, err
 	}
+	w.startMark(ctx, d.all)
+	w.cursor = rows[len(rows)-1].Seq
 	w.succeeded(res)
 	return len(rows), nil
+}
+
+// startMark marks rows synced in the background.
+func (w *Worker) startMark(ctx context.Context, rows []outbox.Row) {
+	done := make(chan error, 1)
+	w.marking = done
+	go func() { done <- w.markSynced(ctx, rows) }()
+}
+
+// waitMark waits for the mark in flight. After a failed mark the cursor
+// goes back to the start, so that the unmarked rows are read again.
+func (w *Worker) waitMark() error {
+	if w.marking == nil {
+		return nil
+	}
+	err := <-w.marking
+	w.marking = nil
+	if err != nil {
+		w.cursor = 0
+	}
+	return err
 }
 
 func (w *Worker) markSynced(ctx context.Context, rows []outbox.Row) error {
