@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -85,6 +86,7 @@ func serve(getenv func(string) string, stderr io.Writer) error {
 			"variable", name, "stored_in", config.DevSecretsFile)
 	}
 	ensureProcs(getenv, log)
+	tuneGC(getenv, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -106,24 +108,22 @@ func serve(getenv func(string) string, stderr io.Writer) error {
 }
 
 // ensureProcs gives the runtime at least two Ps. On a one-vCPU machine Go
-// picks GOMAXPROCS=1, and then the outbox writer's fsync (a plain syscall
-// inside SQLite) keeps the only P for as long as the disk takes: the
-// runtime gives a P in a syscall to another thread only when sysmon has
-// seen that same syscall on two consecutive wake-ups. sysmon wakes every
-// 20µs at first but doubles its interval after 1ms without retaking a P,
-// up to 10ms; an fsync (0.3–3ms here) then ends before sysmon looks twice,
-// nothing is retaken, and the interval stays at 10ms. Measured with Go
-// 1.26 on one core: 510 of 518 fsyncs kept the P, which spent 91% of the
-// time in syscalls. While it is held no handler runs and nobody polls the
-// network, so no submissions queue up behind the commit, and the writer,
-// woken first by the one handler that did submit, commits batches of about
-// two: group commit degenerates to one fsync per request (a fifth to a
-// third of the throughput, p99 in the hundreds of ms). A runtime with the
-// backoff patched out recovers the same binary on GOMAXPROCS=1, which is
-// the proof; a second P gets there with the stock runtime, because it
-// keeps running handlers and the netpoller while the writer waits in
-// fsync, so batches grow again (about 25 per fsync). The kernel still
-// time-slices one core. See docs/BENCHMARKS.md, "One core". An explicit
+// picks GOMAXPROCS=1, and then the outbox writer's fsync (an ordinary
+// syscall inside SQLite's COMMIT) keeps the only P for as long as the disk
+// takes. Only sysmon can retake a P from a syscall, and only after seeing
+// the same syscall on two consecutive wake-ups; it wakes every 20µs at
+// first but doubles the interval after ~1ms without a retake, up to 10ms.
+// fsyncs shorter than the interval are never retaken, so the interval
+// stays at 10ms: on one core with Go 1.26, 510 of 518 fsyncs kept the P.
+// While the P sits in fsync no handler runs and nobody polls the network,
+// so nothing queues up behind the commit; the writer, woken first by the
+// one handler that did submit, commits batches of about two. Group commit
+// degenerates to one fsync per request: an eighth to a third of the
+// throughput, p99 in the hundreds of ms. (A runtime patched not to back
+// off recovers GOMAXPROCS=1 to the two-P figures, which pins the cause.)
+// A second P keeps handlers and the netpoller running while the writer
+// waits in fsync, so batches grow again; the kernel still time-slices one
+// core. docs/BENCHMARKS.md, "One core", has the measurements. An explicit
 // GOMAXPROCS is left alone, so GOMAXPROCS=1 brings the collapse back.
 func ensureProcs(getenv func(string) string, log *slog.Logger) {
 	if getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) >= 2 {
@@ -131,6 +131,20 @@ func ensureProcs(getenv func(string) string, log *slog.Logger) {
 	}
 	runtime.GOMAXPROCS(2)
 	log.Info("raised GOMAXPROCS to 2 so that fsync cannot stall request handling", "cpus", runtime.NumCPU())
+}
+
+// tuneGC trades memory the edge does not need for CPU it does: with GOGC
+// at 400 the collector runs a quarter as often (about 15% less CPU per
+// request in make bench, RSS under load 45 MiB instead of 34), and
+// GOMEMLIMIT — 200MiB in the image — still caps the heap, so under memory
+// pressure the runtime collects as often as it must. An explicit GOGC, or
+// running without a memory limit, keeps Go's default.
+func tuneGC(getenv func(string) string, log *slog.Logger) {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") == "" {
+		return
+	}
+	debug.SetGCPercent(400)
+	log.Info("GOGC set to 400 under GOMEMLIMIT", "gomemlimit", getenv("GOMEMLIMIT"))
 }
 
 // healthcheck lets a distroless image check itself without curl.

@@ -77,6 +77,8 @@ func startServer(ctx context.Context, bin, root string, o serverOpts, extraEnv [
 		"MAILSLOT_NODE_ID=bench",
 		"MAILSLOT_RATE_RPS=0",
 		"MAILSLOT_LOG_LEVEL=info",
+		// As in the production image: the memory cap the edge runs under.
+		"GOMEMLIMIT=200MiB",
 	)
 	env = append(env, extraEnv...)
 	env = append(env, o.Env...)

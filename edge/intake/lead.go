@@ -76,34 +76,9 @@ func DecodeLead(f Format, body []byte) (LeadRequest, error) {
 	)
 	switch f {
 	case FormatJSON:
-		m, err := jsonObject(body)
-		if err != nil {
+		var err error
+		if vals, err = generalLeadFields(body, errs); err != nil {
 			return LeadRequest{}, err
-		}
-		vals = make(map[string]string, len(m))
-		for k, raw := range m {
-			if k == "utm" {
-				continue // merged below, so that a duplicate is caught whatever the map order
-			}
-			s, ok := jsonString(raw)
-			if !ok {
-				errs.add(k, FieldInvalid)
-				continue
-			}
-			vals[k] = s
-		}
-		if raw, ok := m["utm"]; ok {
-			nested := map[string]string{}
-			if err := flattenUTM(raw, nested); err != nil {
-				errs.add("utm", FieldInvalid)
-			}
-			for k, v := range nested {
-				if _, dup := vals[k]; dup { // utm_x given both nested and flat
-					errs.add(k, FieldDuplicate)
-					continue
-				}
-				vals[k] = v
-			}
 		}
 	case FormatForm:
 		q, err := url.ParseQuery(string(body))
@@ -123,6 +98,42 @@ func DecodeLead(f Format, body []byte) (LeadRequest, error) {
 	}
 	req := validateLead(vals, errs)
 	return req, errs.err()
+}
+
+// generalLeadFields decodes any JSON object into the field map, recording
+// a field error for each member that is not a string and for UTM given both
+// nested and flat.
+func generalLeadFields(body []byte, errs fieldErrs) (map[string]string, error) {
+	m, err := jsonObject(body)
+	if err != nil {
+		return nil, err
+	}
+	vals := make(map[string]string, len(m))
+	for k, raw := range m {
+		if k == "utm" {
+			continue // merged below, so that a duplicate is caught whatever the map order
+		}
+		s, ok := jsonString(raw)
+		if !ok {
+			errs.add(k, FieldInvalid)
+			continue
+		}
+		vals[k] = s
+	}
+	if raw, ok := m["utm"]; ok {
+		nested := map[string]string{}
+		if err := flattenUTM(raw, nested); err != nil {
+			errs.add("utm", FieldInvalid)
+		}
+		for k, v := range nested {
+			if _, dup := vals[k]; dup { // utm_x given both nested and flat
+				errs.add(k, FieldDuplicate)
+				continue
+			}
+			vals[k] = v
+		}
+	}
+	return vals, nil
 }
 
 // flattenUTM moves a nested "utm" object into utm_* keys so that both
