@@ -1,7 +1,9 @@
 package intake
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -76,6 +78,10 @@ func DecodeLead(f Format, body []byte) (LeadRequest, error) {
 	)
 	switch f {
 	case FormatJSON:
+		if v, ok := leadFields(body); ok {
+			vals = v
+			break
+		}
 		var err error
 		if vals, err = generalLeadFields(body, errs); err != nil {
 			return LeadRequest{}, err
@@ -224,4 +230,92 @@ func validateLead(vals map[string]string, errs fieldErrs) LeadRequest {
 		req.Consent = ConsentPending
 	}
 	return req
+}
+
+// leadFields reads a well-formed JSON sign-up — an object whose members
+// are strings or null, with "utm" an object of the same — straight into
+// the field map, in one pass over the tokens. That is several times
+// cheaper than the general path (a map of raw members, each decoded
+// again), and it is what well-behaved clients send. It reports false for
+// anything else (a non-string member, "utm" twice or beside a flat utm_*,
+// trailing data), and the general path then says exactly what is wrong.
+// Member names are compared exactly, as the general path does.
+func leadFields(body []byte) (map[string]string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	vals := make(map[string]string, 16)
+	var nested map[string]string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		key := t.(string) // object keys are always strings
+		if key != "utm" {
+			v, ok := stringToken(dec)
+			if !ok {
+				return nil, false
+			}
+			vals[key] = v
+			continue
+		}
+		if nested != nil {
+			return nil, false
+		}
+		nested = map[string]string{}
+		t, err = dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		if t == nil {
+			continue // "utm": null is no UTM at all
+		}
+		if t != json.Delim('{') {
+			return nil, false
+		}
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return nil, false
+			}
+			v, ok := stringToken(dec)
+			if !ok {
+				return nil, false
+			}
+			nested["utm_"+t.(string)] = v
+		}
+		if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+			return nil, false
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	for k, v := range nested {
+		if _, dup := vals[k]; dup {
+			return nil, false
+		}
+		vals[k] = v
+	}
+	return vals, true
+}
+
+// stringToken reads a value that must be a string or null (as "").
+func stringToken(dec *json.Decoder) (string, bool) {
+	t, err := dec.Token()
+	if err != nil {
+		return "", false
+	}
+	switch v := t.(type) {
+	case string:
+		return v, true
+	case nil:
+		return "", true
+	}
+	return "", false
 }
