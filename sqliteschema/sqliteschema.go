@@ -57,15 +57,6 @@ func Migrations() ([]Migration, error) {
 	return ms, nil
 }
 
-// Latest is the version a fully migrated outbox has.
-func Latest() int {
-	ms, err := Migrations()
-	if err != nil {
-		return 0
-	}
-	return len(ms)
-}
-
 // Migrate applies the migrations db lacks, each in its own transaction
 // together with the user_version bump, and returns the resulting version. A
 // file newer than this binary is refused rather than written to.

@@ -75,13 +75,3 @@ func (l *Limiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	}
 	return true, 0
 }
-
-// Len is the number of keys tracked, for tests and metrics.
-func (l *Limiter) Len() int {
-	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.cur) + len(l.prev)
-}

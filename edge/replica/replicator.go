@@ -310,6 +310,3 @@ func (r *Replicator) lag(ctx context.Context, seq int64) float64 {
 	}
 	return max(0, time.Since(time.UnixMilli(ms.Int64)).Seconds())
 }
-
-// NodeURL is the node's replica URL (it may carry an endpoint query).
-func (r *Replicator) NodeURL() string { return r.nodeURL }
