@@ -2,8 +2,6 @@ package pgschema_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,37 +24,6 @@ import (
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
 )
-
-// emptyDB creates a database with nothing in it (no template schema) and
-// returns its URL; it is dropped when the test ends.
-func emptyDB(t *testing.T) string {
-	t.Helper()
-	admin := pgtest.AdminURL(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to test Postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "mailslot_e_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create empty database: %v", err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Errorf("connect to drop database: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	return pgtest.WithDatabase(t, admin, name)
-}
 
 // createEdgeRole creates the edge's login role. Roles are cluster-wide, so
 // another test (or test binary) may be creating it at the same moment.
@@ -135,7 +102,7 @@ func catalog(t *testing.T, conn *pgx.Conn) string {
 
 func TestMigrateEmptyDatabaseAppliesEverything(t *testing.T) {
 	ctx := context.Background()
-	conn := connect(t, emptyDB(t))
+	conn := connect(t, pgtest.NewEmptyURL(t))
 	res, err := pgschema.Migrate(ctx, conn)
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
@@ -171,7 +138,7 @@ func TestMigrateEmptyDatabaseAppliesEverything(t *testing.T) {
 
 func TestMigrateTwiceChangesNothing(t *testing.T) {
 	ctx := context.Background()
-	conn := connect(t, emptyDB(t))
+	conn := connect(t, pgtest.NewEmptyURL(t))
 	if _, err := pgschema.Migrate(ctx, conn); err != nil {
 		t.Fatalf("first Migrate: %v", err)
 	}
@@ -195,7 +162,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	// A race shows up only sometimes: try a few empty databases.
 	for round := range 4 {
 		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
-			dbURL := emptyDB(t)
+			dbURL := pgtest.NewEmptyURL(t)
 			conns := []*pgx.Conn{connect(t, dbURL), connect(t, dbURL)}
 			// With the edge role present both migrators also run the grants.
 			createEdgeRole(t, conns[0])
@@ -242,7 +209,7 @@ func TestVersionWithoutSchema(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn := connect(t, emptyDB(t))
+			conn := connect(t, pgtest.NewEmptyURL(t))
 			if tt.setup != "" {
 				if _, err := conn.Exec(context.Background(), tt.setup); err != nil {
 					t.Fatal(err)

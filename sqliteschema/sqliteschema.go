@@ -10,51 +10,20 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/mailslot/mailslot/internal/migration"
 )
 
 //go:embed *.sql
 var files embed.FS
 
 // Migration is one numbered schema step.
-type Migration struct {
-	Version int
-	Name    string
-	SQL     string
-}
+type Migration = migration.Migration
 
 // Migrations returns every embedded migration in version order.
 func Migrations() ([]Migration, error) {
-	names, err := fs.Glob(files, "*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	ms := make([]Migration, 0, len(names))
-	for _, name := range names {
-		prefix, _, ok := strings.Cut(name, "_")
-		if !ok {
-			return nil, fmt.Errorf("migration %q: name must be NNN_name.sql", name)
-		}
-		v, err := strconv.Atoi(prefix)
-		if err != nil {
-			return nil, fmt.Errorf("migration %q: version: %w", name, err)
-		}
-		body, err := fs.ReadFile(files, name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %q: %w", name, err)
-		}
-		ms = append(ms, Migration{Version: v, Name: name, SQL: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
-	for i, m := range ms {
-		if m.Version != i+1 {
-			return nil, fmt.Errorf("migration %q: expected version %d", m.Name, i+1)
-		}
-	}
-	return ms, nil
+	return migration.Read(files)
 }
 
 // Migrate applies the migrations db lacks, each in its own transaction

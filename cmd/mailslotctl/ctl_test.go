@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/pgschema"
@@ -23,34 +20,6 @@ import (
 // real Postgres 18 databases and real edges (edge/node on loopback ports).
 // Helpers shared with the other command tests (ctl, startInproc, edgeEnv,
 // closedURL, postLead, count) are in fleet_test.go.
-
-// emptyDatabase creates a database without any schema and returns its URL.
-func emptyDatabase(t *testing.T) string {
-	t.Helper()
-	admin := pgtest.AdminURL(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to test Postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	name := "mailslot_e_" + strings.ReplaceAll(uuid.NewString()[:13], "-", "")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create empty database: %v", err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Errorf("connect to drop database: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	return pgtest.WithDatabase(t, admin, name)
-}
 
 // columns splits tabwriter output into rows of cells (cells are apart by
 // two spaces or more; a cell may hold single spaces, like "3s ago").
@@ -63,7 +32,7 @@ func columns(out string) [][]string {
 }
 
 func TestMigrateCommand(t *testing.T) {
-	dbURL := emptyDatabase(t)
+	dbURL := pgtest.NewEmptyURL(t)
 	ms, err := pgschema.Migrations()
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +257,7 @@ func TestMigrateAndStatusDatabaseErrors(t *testing.T) {
 	}
 
 	t.Run("status on an unmigrated database", func(t *testing.T) {
-		_, _, err := ctl(t, map[string]string{"DATABASE_URL": emptyDatabase(t)}, "status")
+		_, _, err := ctl(t, map[string]string{"DATABASE_URL": pgtest.NewEmptyURL(t)}, "status")
 		if err == nil || !strings.Contains(err.Error(), "mailslotctl migrate") {
 			t.Errorf("status on an empty database: %v; want advice to run mailslotctl migrate", err)
 		}

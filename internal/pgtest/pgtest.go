@@ -44,20 +44,42 @@ func AdminURL(tb testing.TB) string {
 // database is dropped when the test ends.
 func NewURL(tb testing.TB) string {
 	tb.Helper()
-	admin := AdminURL(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
+	conn, err := pgx.Connect(ctx, AdminURL(tb))
 	if err != nil {
 		tb.Fatalf("connect to test Postgres: %v", err)
 	}
 	defer conn.Close(ctx)
-	tpl, err := template(ctx, conn, admin)
+	tpl, err := template(ctx, conn, AdminURL(tb))
 	if err != nil {
 		tb.Fatalf("prepare template database: %v", err)
 	}
-	name := "mailslot_t_" + randomHex(6)
-	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tpl)); err != nil {
+	return newDatabase(tb, conn, "mailslot_t_", " TEMPLATE "+tpl)
+}
+
+// NewEmptyURL creates a database with no schema at all, for tests of
+// migrating and of a schema that is behind, and returns its URL. The
+// database is dropped when the test ends.
+func NewEmptyURL(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, AdminURL(tb))
+	if err != nil {
+		tb.Fatalf("connect to test Postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	return newDatabase(tb, conn, "mailslot_e_", "")
+}
+
+// newDatabase creates a database named prefix+random with the given
+// CREATE DATABASE options, drops it at cleanup, and returns its URL.
+func newDatabase(tb testing.TB, conn *pgx.Conn, prefix, options string) string {
+	tb.Helper()
+	admin := AdminURL(tb)
+	name := prefix + randomHex(6)
+	if _, err := conn.Exec(context.Background(), fmt.Sprintf(`CREATE DATABASE %s%s`, name, options)); err != nil {
 		tb.Fatalf("create test database: %v", err)
 	}
 	tb.Cleanup(func() {

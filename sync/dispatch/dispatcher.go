@@ -20,13 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/pgschema"
 )
@@ -195,7 +195,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.pool.Close()
 	defer d.setState(StateStopped, "")
 	defer d.jobs.Wait()
-	backoff := 250 * time.Millisecond
+	delay := 250 * time.Millisecond
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
 		wait := d.opts.Interval
@@ -209,8 +209,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				schemaChecked = time.Now()
 			}
 			if !ok {
-				wait = jitter(backoff)
-				backoff = min(backoff*2, 30*time.Second)
+				wait = backoff.Jitter(delay)
+				delay = min(delay*2, 30*time.Second)
 			}
 		}
 		if !schemaChecked.IsZero() {
@@ -221,11 +221,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			case err != nil:
 				d.trouble(err)
 				d.setState(StateBackoff, "")
-				wait = jitter(backoff)
-				backoff = min(backoff*2, 30*time.Second)
+				wait = backoff.Jitter(delay)
+				delay = min(delay*2, 30*time.Second)
 				schemaChecked = time.Time{}
 			default:
-				backoff = 250 * time.Millisecond
+				delay = 250 * time.Millisecond
 				if n > 0 {
 					continue // there may be more due jobs and free slots
 				}
@@ -327,7 +327,7 @@ func (d *Dispatcher) run(ctx context.Context, c claimed) {
 	default:
 		msg := err.Error()
 		dead := isPermanent(err) || c.Attempts >= c.MaxAttempts
-		delay := d.backoff(c.Attempts)
+		delay := d.delay(c.Attempts)
 		if _, ferr := d.store.fail(wctx, c, msg, dead, delay); ferr != nil {
 			d.trouble(ferr)
 			return
@@ -511,7 +511,7 @@ func (d *Dispatcher) wait(ctx context.Context, c claimed, pending map[string]str
 			}
 			continue // read what the poll stored
 		}
-		sleep(ctx, tick)
+		backoff.Sleep(ctx, tick)
 	}
 }
 
@@ -607,15 +607,15 @@ func (r *result) set(p predRow) {
 	}
 }
 
-// backoff is the wait after a failed attempt: MinBackoff doubled per
+// delay is the wait after a failed attempt: MinBackoff doubled per
 // attempt up to MaxBackoff, spread over [d/2, d) so that jobs that failed
 // together do not retry together.
-func (d *Dispatcher) backoff(attempt int) time.Duration {
+func (d *Dispatcher) delay(attempt int) time.Duration {
 	b := d.opts.MinBackoff
 	for i := 1; i < attempt && b < d.opts.MaxBackoff; i++ {
 		b *= 2
 	}
-	return jitter(min(b, d.opts.MaxBackoff))
+	return backoff.Jitter(min(b, d.opts.MaxBackoff))
 }
 
 func (d *Dispatcher) checkSchema(ctx context.Context) (bool, error) {
@@ -686,20 +686,4 @@ func (d *Dispatcher) Status(ctx context.Context) (Status, error) {
 		st.LastErrorAt = &t
 	}
 	return st, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
 }

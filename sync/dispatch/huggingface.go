@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mailslot/mailslot/internal/backoff"
 )
 
 // HuggingFaceOptions configures the Hugging Face Inference Endpoints
@@ -108,7 +110,7 @@ func (h *HuggingFace) Start(ctx context.Context, model string, in Input) (Predic
 				return Prediction{}, &ProviderError{Op: "create", Status: status, Retryable: true,
 					Msg: fmt.Sprintf("endpoint still loading after %d tries (cold start); it estimates %s more", loads+1, wait.Round(time.Second))}
 			}
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return Prediction{}, &ProviderError{Op: "create", Status: status, Retryable: true, Msg: "endpoint still loading (cold start)"}
 			}
 		default:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/pgschema"
 )
@@ -123,7 +123,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.pool.Close()
 	defer w.setState(StateStopped)
 	defer func() { _ = w.waitMark() }()
-	backoff := w.opts.MinBackoff
+	delay := w.opts.MinBackoff
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
 		if time.Since(schemaChecked) > 5*time.Minute || w.getSchema() < pgschema.Required() {
@@ -133,10 +133,10 @@ func (w *Worker) Run(ctx context.Context) error {
 					w.fail(err)
 					w.setState(StateBackoff) // not "starting" forever when Postgres is down at start
 				}
-				if !sleep(ctx, jitter(backoff)) {
+				if !backoff.Sleep(ctx, backoff.Jitter(delay)) {
 					break
 				}
-				backoff = min(backoff*2, w.opts.MaxBackoff)
+				delay = min(delay*2, w.opts.MaxBackoff)
 				continue
 			}
 			schemaChecked = time.Now()
@@ -152,24 +152,24 @@ func (w *Worker) Run(ctx context.Context) error {
 		case err != nil:
 			w.fail(err)
 			w.setState(StateBackoff)
-			if !sleep(ctx, jitter(backoff)) {
+			if !backoff.Sleep(ctx, backoff.Jitter(delay)) {
 				return nil
 			}
-			backoff = min(backoff*2, w.opts.MaxBackoff)
+			delay = min(delay*2, w.opts.MaxBackoff)
 			schemaChecked = time.Time{}
 		case n < w.opts.BatchSize:
-			backoff = w.opts.MinBackoff
+			delay = w.opts.MinBackoff
 			w.prune(ctx)
 			if n == 0 {
 				w.setState(StateIdle)
 			} else if err := w.waitMark(); err != nil {
 				w.fail(err)
 			}
-			if !sleep(ctx, w.opts.Interval) {
+			if !backoff.Sleep(ctx, w.opts.Interval) {
 				return nil
 			}
 		default:
-			backoff = w.opts.MinBackoff
+			delay = w.opts.MinBackoff
 		}
 	}
 	return nil
@@ -455,20 +455,4 @@ func (w *Worker) Status(ctx context.Context) (Status, error) {
 		s.LastErrorAt = &t
 	}
 	return s, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// jitter spreads retries from many edges over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
 }

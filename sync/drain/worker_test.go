@@ -396,34 +396,6 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 	}
 }
 
-// emptyDB creates a database with no schema at all and returns its URL.
-func emptyDB(t *testing.T) string {
-	t.Helper()
-	admin := pgtest.AdminURL(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to test Postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	name := "mailslot_e_" + strings.ReplaceAll(uuid.NewString()[:13], "-", "")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create empty database: %v", err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Errorf("connect to drop database: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	return pgtest.WithDatabase(t, admin, name)
-}
-
 func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 	tests := []struct {
 		name           string
@@ -435,7 +407,7 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dbURL := emptyDB(t)
+			dbURL := pgtest.NewEmptyURL(t)
 			e := newEdge(t, "node-behind")
 			e.submit(tt.before, max(tt.distinct, 1))
 			e.start(dbURL)
