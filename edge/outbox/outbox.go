@@ -103,6 +103,7 @@ type Outbox struct {
 	closed atomic.Bool
 
 	pending   atomic.Int64 // rows neither synced nor quarantined
+	rewinds   atomic.Int64 // see Rewinds
 	lastSeq   atomic.Int64
 	overLimit atomic.Pointer[string] // reason the outbox refuses work, or nil
 	lastErr   atomic.Pointer[string]

@@ -146,8 +146,16 @@ func (o *Outbox) Requeue(ctx context.Context, seqs []int64) (int64, error) {
 		tx.AddPending(n)
 		return nil
 	})
+	if err == nil && n > 0 {
+		o.rewinds.Add(1)
+	}
 	return n, err
 }
+
+// Rewinds counts the times rows behind newer ones became pending again
+// (Requeue). A reader that keeps a cursor past the rows it has taken reads
+// from the start again when this changes.
+func (o *Outbox) Rewinds() int64 { return o.rewinds.Load() }
 
 // RaiseSeq makes the next sequence number greater than floor, if it is not
 // already, and records the jump. AUTOINCREMENT takes the next seq from the

@@ -57,6 +57,7 @@ type Worker struct {
 
 	// cursor and marking belong to the Run goroutine (see step).
 	cursor  int64
+	rewinds int64
 	marking chan error
 
 	mu         sync.Mutex
@@ -183,11 +184,17 @@ func (w *Worker) Run(ctx context.Context) error {
 // for the mark and starts again from the oldest pending row, so a mark
 // that failed is simply a replay that the ledger absorbs.
 func (w *Worker) step(ctx context.Context) (int, error) {
+	if r := w.opts.Outbox.Rewinds(); r != w.rewinds {
+		// Rows behind the cursor are pending again (a reconcile --fix).
+		w.rewinds, w.cursor = r, 0
+	}
 	rows, err := w.opts.Outbox.Pending(ctx, w.cursor, w.opts.BatchSize)
 	if err != nil || len(rows) == 0 {
 		if merr := w.waitMark(); err == nil {
 			err = merr
 		}
+		// Caught up: the next look starts from the oldest pending row.
+		w.cursor = 0
 		return 0, err
 	}
 	w.setState(StateSyncing)
