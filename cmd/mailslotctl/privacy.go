@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,18 +48,7 @@ func runErase(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "erase", "erase [--database-url URL] <email>")
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	email, err := emailArg(fs)
-	if err != nil {
-		return err
-	}
-	h, err := hasher(e)
-	if err != nil {
-		return err
-	}
-	conn, err := connectFlag(ctx, e, *dbFlag)
+	email, h, conn, err := openForAddress(ctx, e, fs, args, dbFlag)
 	if err != nil {
 		return err
 	}
@@ -74,6 +64,27 @@ func runErase(ctx context.Context, e env, args []string) error {
 		res.LeadsDeleted, res.LeadsReset, res.ConsentScrubbed, res.EventsScrubbed)
 	fmt.Fprintln(e.stdout, "a tombstone and a suppression entry were written; every edge scrubs its outbox when it pulls the tombstone")
 	return nil
+}
+
+// openForAddress parses the flags, takes the one address argument and
+// opens Postgres: the start of every command about one person.
+func openForAddress(ctx context.Context, e env, fs *flag.FlagSet, args []string, dbFlag *string) (string, *pii.Hasher, *pgx.Conn, error) {
+	if err := fs.Parse(args); err != nil {
+		return "", nil, nil, err
+	}
+	email, err := emailArg(fs)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	h, err := hasher(e)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	conn, err := connectFlag(ctx, e, *dbFlag)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return email, h, conn, nil
 }
 
 func connectFlag(ctx context.Context, e env, flagVal string) (*pgx.Conn, error) {
@@ -122,21 +133,8 @@ var exportQueries = []struct {
 func runExport(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "export", "export [--database-url URL] [--edge URL]... [--edge-template URL] <email>")
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
-	var edges stringList
-	fs.Var(&edges, "edge", "base URL of an edge to include (repeatable; also $MAILSLOT_EDGES)")
-	tmpl := fs.String("edge-template", e.getenv("MAILSLOT_EDGE_URL_TEMPLATE"), "URL of each node's edge with {node} for its id")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	email, err := emailArg(fs)
-	if err != nil {
-		return err
-	}
-	h, err := hasher(e)
-	if err != nil {
-		return err
-	}
-	conn, err := connectFlag(ctx, e, *dbFlag)
+	ef := addEdgeFlags(fs, e)
+	email, h, conn, err := openForAddress(ctx, e, fs, args, dbFlag)
 	if err != nil {
 		return err
 	}
@@ -158,7 +156,7 @@ func runExport(ctx context.Context, e env, args []string) error {
 		}
 		*dst[q.name] = append([]json.RawMessage{}, got...)
 	}
-	for _, base := range edgeURLs(ctx, e, conn, edges, *tmpl) {
+	for _, base := range edgeURLs(ctx, conn, ef) {
 		body, err := postEdge(ctx, base, "/admin/export", e.getenv("MAILSLOT_ADMIN_TOKEN"), map[string]string{"email": email})
 		ex := edgeExport{URL: base, Rows: body}
 		if err != nil {
@@ -173,14 +171,9 @@ func runExport(ctx context.Context, e env, args []string) error {
 
 // edgeURLs lists the edges to ask: named ones, then each node Postgres
 // knows through the template.
-func edgeURLs(ctx context.Context, e env, conn *pgx.Conn, named []string, tmpl string) []string {
-	out := append([]string{}, named...)
-	for _, v := range strings.Split(e.getenv("MAILSLOT_EDGES"), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	if tmpl == "" {
+func edgeURLs(ctx context.Context, conn *pgx.Conn, ef *edgeFlags) []string {
+	out := ef.urls()
+	if *ef.template == "" {
 		return out
 	}
 	nodes, err := loadNodes(ctx, conn)
@@ -188,7 +181,7 @@ func edgeURLs(ctx context.Context, e env, conn *pgx.Conn, named []string, tmpl s
 		return out
 	}
 	for _, n := range nodes {
-		out = append(out, strings.ReplaceAll(tmpl, "{node}", n.NodeID))
+		out = append(out, ef.forNode(n.NodeID))
 	}
 	return out
 }

@@ -88,11 +88,9 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "reconcile", "reconcile [--fix] [--json] [--edge URL]... [--edge-template URL] [--node ID]... [--database-url URL]")
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	var edges, only stringList
-	fs.Var(&edges, "edge", "base URL of an edge to ask (repeatable; also $MAILSLOT_EDGES, comma-separated)")
+	var only stringList
+	ef := addEdgeFlags(fs, e)
 	fs.Var(&only, "node", "reconcile only this node (repeatable)")
-	tmpl := fs.String("edge-template", e.getenv("MAILSLOT_EDGE_URL_TEMPLATE"),
-		"URL of each node's edge with {node} for its id, e.g. http://{node}.vm.mailslot.internal:9090")
 	var rf reconcileFlags
 	fs.BoolVar(&rf.fix, "fix", false, "requeue missing rows on their edge (idempotent) and wait for them to reach Postgres")
 	fs.BoolVar(&rf.retryQuarantined, "retry-quarantined", false, "with --fix, requeue quarantined rows too (after fixing their cause)")
@@ -104,22 +102,13 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	if rf.page < 1 || rf.page > 5000 {
 		return fmt.Errorf("%w: --page must be between 1 and 5000", errUsage)
 	}
-	for _, v := range strings.Split(e.getenv("MAILSLOT_EDGES"), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			edges = append(edges, v)
-		}
-	}
-	dbURL, err := databaseURL(e, *dbFlag)
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, dbURL)
+	conn, err := connectFlag(ctx, e, *dbFlag)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	ec := &edgeClient{http: &http.Client{Timeout: 30 * time.Second}, token: e.getenv("MAILSLOT_ADMIN_TOKEN")}
-	reports, err := reconcileTargets(ctx, conn, ec, edges, *tmpl, only)
+	reports, err := reconcileTargets(ctx, conn, ec, ef.urls(), *ef.template, only)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,6 +49,41 @@ type pgNode struct {
 	LastSyncAt *time.Time `json:"last_sync_at"`
 }
 
+// edgeFlags are the flags that name edges to ask: --edge (repeatable, and
+// $MAILSLOT_EDGES) and --edge-template (and $MAILSLOT_EDGE_URL_TEMPLATE).
+type edgeFlags struct {
+	named    stringList
+	template *string
+	getenv   func(string) string
+}
+
+func addEdgeFlags(fs *flag.FlagSet, e env) *edgeFlags {
+	f := &edgeFlags{getenv: e.getenv}
+	fs.Var(&f.named, "edge", "base URL of an edge to ask (repeatable; also $MAILSLOT_EDGES, comma-separated)")
+	f.template = fs.String("edge-template", e.getenv("MAILSLOT_EDGE_URL_TEMPLATE"),
+		"URL of each node's edge with {node} for its id, e.g. http://{node}.vm.mailslot.internal:9090")
+	return f
+}
+
+// urls are the edges named by flag and by $MAILSLOT_EDGES.
+func (f *edgeFlags) urls() []string {
+	out := append([]string{}, f.named...)
+	for _, v := range strings.Split(f.getenv("MAILSLOT_EDGES"), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// forNode is the template's URL for a node, or "" without a template.
+func (f *edgeFlags) forNode(nodeID string) string {
+	if *f.template == "" {
+		return ""
+	}
+	return strings.ReplaceAll(*f.template, "{node}", nodeID)
+}
+
 type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
@@ -57,23 +93,12 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "status", "status [--json] [--edge URL]... [--edge-template URL] [--database-url URL]")
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	var edges stringList
-	fs.Var(&edges, "edge", "base URL of an edge to ask (repeatable; also $MAILSLOT_EDGES, comma-separated)")
-	tmpl := fs.String("edge-template", e.getenv("MAILSLOT_EDGE_URL_TEMPLATE"),
-		"URL of each node's edge with {node} for its id, e.g. http://{node}.vm.mailslot.internal:9090")
+	ef := addEdgeFlags(fs, e)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, v := range strings.Split(e.getenv("MAILSLOT_EDGES"), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			edges = append(edges, v)
-		}
-	}
-	dbURL, err := databaseURL(e, *dbFlag)
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, dbURL)
+	edges := ef.urls()
+	conn, err := connectFlag(ctx, e, *dbFlag)
 	if err != nil {
 		return err
 	}
@@ -104,12 +129,12 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		n.Edge, n.EdgeURL = st, base
 		asked[st.NodeID] = true
 	}
-	if *tmpl != "" {
+	if *ef.template != "" {
 		for _, n := range nodes {
 			if asked[n.NodeID] || n.NodeID == "?" {
 				continue
 			}
-			n.EdgeURL = strings.ReplaceAll(*tmpl, "{node}", n.NodeID)
+			n.EdgeURL = ef.forNode(n.NodeID)
 			if n.Edge, err = fetchEdge(ctx, client, n.EdgeURL, token); err != nil {
 				n.EdgeError = err.Error()
 			}
