@@ -28,6 +28,7 @@ import (
 
 	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/internal/pgpool"
 	"github.com/mailslot/mailslot/pgschema"
 )
 
@@ -168,24 +169,7 @@ func New(opts Options) (*Dispatcher, error) {
 // OpenPool prepares a small pool on dbURL for the image pipeline without
 // connecting, so that an edge starts while Postgres is down.
 func OpenPool(dbURL string, maxConns int32) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(dbURL)
-	if err != nil {
-		// pgx's message can quote the URL; say only what is wrong.
-		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL URL")
-	}
-	cfg.MaxConns = max(1, maxConns)
-	cfg.MinConns = 0
-	cfg.MaxConnIdleTime = time.Minute
-	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 10*time.Second {
-		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "mailslot-images"
-	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "30000"
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("prepare Postgres pool: %w", err)
-	}
-	return pool, nil
+	return pgpool.Open(dbURL, "mailslot-images", maxConns, 30*time.Second)
 }
 
 // Run dispatches until ctx ends, then gives back the jobs it holds (their

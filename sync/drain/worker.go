@@ -15,6 +15,7 @@ import (
 	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/internal/pgpool"
 	"github.com/mailslot/mailslot/pgschema"
 )
 
@@ -92,22 +93,9 @@ func New(opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := pgxpool.ParseConfig(opts.DatabaseURL)
+	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-edge", 2, time.Minute)
 	if err != nil {
-		// pgx's message can quote the URL; say only what is wrong.
-		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL URL")
-	}
-	cfg.MaxConns = 2
-	cfg.MinConns = 0
-	cfg.MaxConnIdleTime = time.Minute
-	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 10*time.Second {
-		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "mailslot-edge"
-	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "60000"
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("prepare Postgres pool: %w", err)
+		return nil, err
 	}
 	return &Worker{
 		opts:    opts,

@@ -13,7 +13,6 @@ package tombstone
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/internal/pgpool"
 )
 
 // pageSize bounds the tombstones applied in one outbox transaction.
@@ -71,18 +71,9 @@ func New(opts Options) (*Puller, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := pgxpool.ParseConfig(opts.DatabaseURL)
+	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-tombstones", 1, 30*time.Second)
 	if err != nil {
-		return nil, errors.New("DATABASE_URL is not a valid PostgreSQL URL")
-	}
-	cfg.MaxConns = 1
-	cfg.ConnConfig.RuntimeParams["application_name"] = "mailslot-tombstones"
-	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 10*time.Second {
-		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("prepare Postgres pool: %w", err)
+		return nil, err
 	}
 	return &Puller{opts: opts, pool: pool, log: opts.Logger}, nil
 }
