@@ -173,9 +173,9 @@ func printImageStatus(w io.Writer, st dispatch.Status) error {
 	return tw.Flush()
 }
 
-// writeImageSummary prints one line about image jobs under mailslotctl
-// status; the lead wires it there. A schema without the image tables
-// prints nothing.
+// writeImageSummary prints one line about image jobs under the node table
+// of mailslotctl status. A schema without the image tables, or a fleet that
+// has never described an image, prints nothing.
 func writeImageSummary(ctx context.Context, e env, conn *pgx.Conn) error {
 	st, err := dispatch.ReadStatus(ctx, conn, imageProvider(e), imageEnvFloat(e, "MAILSLOT_IMAGE_MONTHLY_BUDGET", 10))
 	if err != nil {
