@@ -51,23 +51,8 @@ die() {
 [[ $BACKUP_KEEP_DAYS =~ ^[0-9]+$ ]] || die 2 "BACKUP_KEEP_DAYS=$BACKUP_KEEP_DAYS is not a whole number of days"
 [[ $BACKUP_PREFIX =~ ^[A-Za-z0-9._-]+$ ]] || die 2 "BACKUP_PREFIX=$BACKUP_PREFIX may hold only letters, digits, '.', '_' and '-'"
 
-# find_tool NAME VAR [quiet]: leave VAR alone when the caller set it, else
-# point it at NAME from a PostgreSQL 18 bin dir, else from PATH (with a
-# warning unless quiet: any psql >= 10 will do, pg_dump must be >= the server).
-find_tool() {
-	local name=$1 var=$2 quiet=${3:-} d p
-	[[ -z ${!var:-} ]] || return 0
-	for d in "$("$PG_SH" bin 2>/dev/null || true)" "/usr/lib/postgresql/$PG_MAJOR/bin"; do
-		if [[ -n $d && -x $d/$name ]]; then
-			printf -v "$var" '%s' "$d/$name"
-			return 0
-		fi
-	done
-	p=$(command -v "$name" 2>/dev/null) ||
-		die 2 "$name not found: install the PostgreSQL $PG_MAJOR client (Debian/Ubuntu with the PGDG repository: postgresql-client-$PG_MAJOR) or set $var"
-	[[ -n $quiet ]] || log "warning: no PostgreSQL $PG_MAJOR $name found (scripts/pg.sh bin has none); falling back to $p ($("$p" --version 2>/dev/null | head -n 1))"
-	printf -v "$var" '%s' "$p"
-}
+# shellcheck source=scripts/pg-tools.sh
+. "$HERE/pg-tools.sh"
 
 find_tool pg_dump PG_DUMP
 find_tool psql PSQL quiet

@@ -58,21 +58,8 @@ die() {
 
 case $COMPARE in auto | snapshot | live) ;; *) die 2 "COMPARE=$COMPARE: want auto, snapshot or live" ;; esac
 
-# find_tool NAME VAR [quiet]: as in scripts/pg-backup.sh.
-find_tool() {
-	local name=$1 var=$2 quiet=${3:-} d p
-	[[ -z ${!var:-} ]] || return 0
-	for d in "$("$PG_SH" bin 2>/dev/null || true)" "/usr/lib/postgresql/$PG_MAJOR/bin"; do
-		if [[ -n $d && -x $d/$name ]]; then
-			printf -v "$var" '%s' "$d/$name"
-			return 0
-		fi
-	done
-	p=$(command -v "$name" 2>/dev/null) ||
-		die 2 "$name not found: install the PostgreSQL $PG_MAJOR client (Debian/Ubuntu with the PGDG repository: postgresql-client-$PG_MAJOR) or set $var"
-	[[ -n $quiet ]] || log "warning: no PostgreSQL $PG_MAJOR $name found (scripts/pg.sh bin has none); falling back to $p ($("$p" --version 2>/dev/null | head -n 1))"
-	printf -v "$var" '%s' "$p"
-}
+# shellcheck source=scripts/pg-tools.sh
+. "$HERE/pg-tools.sh"
 
 find_tool pg_restore PG_RESTORE
 find_tool psql PSQL quiet
