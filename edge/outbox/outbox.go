@@ -102,11 +102,13 @@ type Outbox struct {
 	done   chan struct{}
 	closed atomic.Bool
 
-	pending   atomic.Int64 // rows neither synced nor quarantined
-	rewinds   atomic.Int64 // see Rewinds
-	lastSeq   atomic.Int64
-	overLimit atomic.Pointer[string] // reason the outbox refuses work, or nil
-	lastErr   atomic.Pointer[string]
+	pending     atomic.Int64 // rows neither synced nor quarantined
+	synced      atomic.Int64 // rows kept for the retention window
+	quarantined atomic.Int64
+	rewinds     atomic.Int64 // see Rewinds
+	lastSeq     atomic.Int64
+	overLimit   atomic.Pointer[string] // reason the outbox refuses work, or nil
+	lastErr     atomic.Pointer[string]
 }
 
 // Open opens (creating if needed) the outbox in opts.Dir, migrates its
@@ -192,14 +194,18 @@ func (o *Outbox) claim(ctx context.Context) error {
 }
 
 func (o *Outbox) loadCounters(ctx context.Context) error {
-	var pending, last int64
+	var pending, synced, quarantined, last int64
 	err := o.read.QueryRowContext(ctx, `
 		SELECT (SELECT count(*) FROM outbox WHERE synced_at IS NULL AND quarantined_at IS NULL),
-		       COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`).Scan(&pending, &last)
+		       (SELECT count(*) FROM outbox WHERE synced_at IS NOT NULL),
+		       (SELECT count(*) FROM outbox WHERE quarantined_at IS NOT NULL),
+		       COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`).Scan(&pending, &synced, &quarantined, &last)
 	if err != nil {
-		return fmt.Errorf("count pending rows: %w", err)
+		return fmt.Errorf("count outbox rows: %w", err)
 	}
 	o.pending.Store(pending)
+	o.synced.Store(synced)
+	o.quarantined.Store(quarantined)
 	o.lastSeq.Store(last)
 	return nil
 }

@@ -285,7 +285,8 @@ func TestFullPastMaxPendingRows(t *testing.T) {
 }
 
 func TestMarkSyncedQuarantinePrune(t *testing.T) {
-	out := open(t, t.TempDir())
+	dir := t.TempDir()
+	out := open(t, dir)
 	ctx := context.Background()
 	var seqs []int64
 	for range 5 {
@@ -303,6 +304,16 @@ func TestMarkSyncedQuarantinePrune(t *testing.T) {
 		}
 		if st.LastSeq != seqs[4] || st.NodeID != node {
 			t.Errorf("%s: stats %+v, want last seq %d of %s", step, st, seqs[4], node)
+		}
+		// The counts are counters the writer keeps; they must agree with
+		// the table itself.
+		table := [3]int64{
+			int64(count(t, out, `SELECT count(*) FROM outbox WHERE synced_at IS NULL AND quarantined_at IS NULL`)),
+			int64(count(t, out, `SELECT count(*) FROM outbox WHERE synced_at IS NOT NULL`)),
+			int64(count(t, out, `SELECT count(*) FROM outbox WHERE quarantined_at IS NOT NULL`)),
+		}
+		if got := [3]int64{st.Pending, st.Synced, st.Quarantined}; got != table {
+			t.Errorf("%s: counters say pending/synced/quarantined %v, the table %v", step, got, table)
 		}
 	}
 	check("submitted", 5, 0, 0)
@@ -326,6 +337,20 @@ func TestMarkSyncedQuarantinePrune(t *testing.T) {
 	}
 	check("one quarantined", 2, 2, 1)
 
+	// A requeue (reconcile --fix) makes a synced and a quarantined row
+	// pending again; each state's count gives up its own.
+	if n, err := out.Requeue(ctx, []int64{seqs[1], seqs[2], seqs[3]}); err != nil || n != 2 {
+		t.Fatalf("requeue: %d, %v; want 2 rows changed", n, err)
+	}
+	check("requeued", 4, 1, 0)
+	if err := out.MarkSynced(ctx, seqs[1:2], syncedAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Quarantine(ctx, seqs[2], "refused by postgres"); err != nil {
+		t.Fatal(err)
+	}
+	check("synced and quarantined again", 2, 2, 1)
+
 	st, _ := out.Stats(ctx)
 	if st.OldestPendingAt == nil {
 		t.Error("no OldestPendingAt with rows pending")
@@ -347,6 +372,16 @@ func TestMarkSyncedQuarantinePrune(t *testing.T) {
 		t.Errorf("prune after the sync time: %d, %v; want 2", n, err)
 	}
 	check("pruned", 2, 0, 1)
+	if err := out.MarkSynced(ctx, seqs[3:4], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check("one more synced", 1, 1, 1)
+	// Reopening counts the table once.
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out = open(t, dir)
+	check("reopened", 1, 1, 1)
 	if c := count(t, out, `SELECT count(*) FROM idempotency`); c != 0 {
 		t.Errorf("%d idempotency keys survive a prune past their time, want 0", c)
 	}

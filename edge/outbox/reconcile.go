@@ -138,12 +138,22 @@ func (o *Outbox) Requeue(ctx context.Context, seqs []int64) (int64, error) {
 	var n int64
 	err := o.Do(ctx, func(ctx context.Context, tx *Tx) error {
 		var err error
-		n, err = updateSeqs(ctx, tx.Tx, `UPDATE outbox SET synced_at = NULL, quarantined_at = NULL, quarantine_reason = NULL
-			WHERE (synced_at IS NOT NULL OR quarantined_at IS NOT NULL) AND seq IN `, nil, seqs)
+		// Synced and quarantined rows go in two statements so that each
+		// state's counter loses what it gave up.
+		synced, err := updateSeqs(ctx, tx.Tx, `UPDATE outbox SET synced_at = NULL
+			WHERE synced_at IS NOT NULL AND quarantined_at IS NULL AND seq IN `, nil, seqs)
 		if err != nil {
 			return fmt.Errorf("requeue %d rows: %w", len(seqs), err)
 		}
+		quarantined, err := updateSeqs(ctx, tx.Tx, `UPDATE outbox SET synced_at = NULL, quarantined_at = NULL, quarantine_reason = NULL
+			WHERE quarantined_at IS NOT NULL AND seq IN `, nil, seqs)
+		if err != nil {
+			return fmt.Errorf("requeue %d rows: %w", len(seqs), err)
+		}
+		n = synced + quarantined
 		tx.AddPending(n)
+		tx.AddSynced(-synced)
+		tx.AddQuarantined(-quarantined)
 		return nil
 	})
 	if err == nil && n > 0 {

@@ -39,17 +39,37 @@ type Receipt struct {
 	Replayed bool
 }
 
-// Tx is the transaction a Do function runs in. AddPending keeps the
-// outbox's pending-row counter true when the function syncs, quarantines or
-// scrubs rows.
+// Tx is the transaction a Do function runs in. Its Add methods keep the
+// outbox's row counters true when the function adds, syncs, quarantines,
+// requeues or prunes rows: the counters are what status and metrics read,
+// so that neither has to count a large outbox.
 type Tx struct {
 	*sql.Tx
-	pendingDelta int64
+	delta counts
+}
+
+// counts is the number of rows in each state.
+type counts struct {
+	pending, synced, quarantined int64
+}
+
+func (c *counts) add(d counts) {
+	c.pending += d.pending
+	c.synced += d.synced
+	c.quarantined += d.quarantined
 }
 
 // AddPending adjusts the pending-row counter by n once the transaction
 // commits.
-func (tx *Tx) AddPending(n int64) { tx.pendingDelta += n }
+func (tx *Tx) AddPending(n int64) { tx.delta.pending += n }
+
+// AddSynced adjusts the synced-row counter by n once the transaction
+// commits.
+func (tx *Tx) AddSynced(n int64) { tx.delta.synced += n }
+
+// AddQuarantined adjusts the quarantined-row counter by n once the
+// transaction commits.
+func (tx *Tx) AddQuarantined(n int64) { tx.delta.quarantined += n }
 
 type job struct {
 	ctx  context.Context
@@ -171,7 +191,8 @@ func (o *Outbox) drainFailing(err error) {
 // commit applies one batch in one transaction and answers every job in it.
 func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 	results := make([]result, len(batch))
-	var inserted, delta int64
+	var inserted int64
+	var delta counts
 	err := func() error {
 		tx, err := o.write.Begin()
 		if err != nil {
@@ -194,7 +215,7 @@ func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 				return err
 			}
 			results[i] = result{err: err}
-			delta += d
+			delta.add(d)
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("commit outbox batch: %w", err)
@@ -212,7 +233,9 @@ func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 		return
 	}
 	o.lastErr.Store(nil)
-	if p := o.pending.Add(inserted + delta); o.opts.MaxPendingRows > 0 && p >= o.opts.MaxPendingRows {
+	o.synced.Add(delta.synced)
+	o.quarantined.Add(delta.quarantined)
+	if p := o.pending.Add(inserted + delta.pending); o.opts.MaxPendingRows > 0 && p >= o.opts.MaxPendingRows {
 		// Refuse from the next submission on, not from the monitor's next
 		// tick: a second at full speed is thousands of rows past the limit.
 		o.refreshLimits()
@@ -227,21 +250,21 @@ func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 
 func isStorage(err error) bool { return errors.Is(storageError(err), ErrStorage) }
 
-func (o *Outbox) runFn(j *job, tx *sql.Tx) (int64, error) {
+func (o *Outbox) runFn(j *job, tx *sql.Tx) (counts, error) {
 	if _, err := tx.Exec("SAVEPOINT job"); err != nil {
-		return 0, fmt.Errorf("savepoint: %w", err)
+		return counts{}, fmt.Errorf("savepoint: %w", err)
 	}
 	t := &Tx{Tx: tx}
 	if err := j.fn(j.ctx, t); err != nil {
 		if _, rerr := tx.Exec("ROLLBACK TO job; RELEASE job"); rerr != nil {
-			return 0, fmt.Errorf("roll back job: %w (after %w)", rerr, err)
+			return counts{}, fmt.Errorf("roll back job: %w (after %w)", rerr, err)
 		}
-		return 0, err
+		return counts{}, err
 	}
 	if _, err := tx.Exec("RELEASE job"); err != nil {
-		return 0, fmt.Errorf("release savepoint: %w", err)
+		return counts{}, fmt.Errorf("release savepoint: %w", err)
 	}
-	return t.pendingDelta, nil
+	return t.delta, nil
 }
 
 // insert stores one submission, or answers it from the idempotency table.
