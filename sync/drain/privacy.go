@@ -14,15 +14,24 @@ import (
 	"github.com/mailslot/mailslot/edge/outbox"
 )
 
-// Erasure and its ordering against sign-ups.
+// Erasure and consent changes, and their ordering against sign-ups.
 //
 // A batch takes a transaction-level advisory lock per address it touches:
-// exclusive for an address it erases, shared for the others, in key order
-// so that two batches cannot deadlock. A batch that erases an address thus
-// waits for every in-flight batch holding a sign-up of it, and any batch
-// that starts later sees the tombstone and drops what it covers. That is
-// what keeps a row captured before an erasure, on an edge that was offline,
-// from coming back when it finally syncs.
+// exclusive for an address it erases, confirms or unsubscribes, shared for
+// the others, in key order so that two batches cannot deadlock. A batch
+// that erases an address thus waits for every in-flight batch holding a
+// sign-up of it, and any batch that starts later sees the tombstone and
+// drops what it covers. That is what keeps a row captured before an
+// erasure, on an edge that was offline, from coming back when it finally
+// syncs. Consent changes lock the same way, so that an unsubscribe and a
+// sign-up of one address in two concurrent batches (two edges, or one
+// edge's batches in flight together) never miss each other: the later
+// transaction sees the earlier one's lead or suppression.
+//
+// Events carry no address, only the sign-up they name; a batch with such
+// events holds the tombstone lock shared, so that an erasure (which takes
+// it exclusively) and an event naming the erased sign-up are never in
+// flight together either: whichever commits second scrubs or is scrubbed.
 
 const (
 	lockSQL = `
@@ -39,6 +48,10 @@ SELECT count(*) FROM (
 	// (the two-key space never meets lockSQL's one-key space) and held to
 	// the end of the transaction; only batches that erase take it.
 	tombstoneOrderSQL = `SELECT pg_advisory_xact_lock(1835100524, 1)` // 1835100524 is "mail"
+
+	// eventLinksSQL is the same lock, shared, for batches whose events
+	// name a sign-up (see the package's ordering notes above).
+	eventLinksSQL = `SELECT pg_advisory_xact_lock_shared(1835100524, 1)`
 
 	tombstonesSQL = `
 SELECT email_hmac, max(erased_at) FROM mailslot.tombstones
@@ -139,22 +152,38 @@ func lockAddresses(ctx context.Context, tx pgx.Tx, d decoded, skip map[int64]boo
 			continue
 		}
 		keys = append(keys, lockKey(r.EmailHMAC))
-		excl = append(excl, r.Kind == outbox.KindErasure)
+		excl = append(excl, r.Kind == outbox.KindErasure || r.Kind == outbox.KindConsent)
 		erases = erases || r.Kind == outbox.KindErasure
 		if !seen[string(r.EmailHMAC)] {
 			seen[string(r.EmailHMAC)] = true
 			hashes = append(hashes, r.EmailHMAC)
 		}
 	}
+	links := false
+	for _, e := range d.events {
+		if !skip[e.row.Seq] && e.ev.SubmissionID != "" {
+			links = true
+			break
+		}
+	}
 	out := map[string]time.Time{}
+	if len(keys) == 0 && !links {
+		return out, nil
+	}
+	b := &pgx.Batch{}
+	switch {
+	case erases:
+		b.Queue(tombstoneOrderSQL)
+	case links:
+		b.Queue(eventLinksSQL)
+	}
 	if len(keys) == 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("lock out erasures: %w", err)
+		}
 		return out, nil
 	}
 	sort.Slice(hashes, func(i, j int) bool { return string(hashes[i]) < string(hashes[j]) })
-	b := &pgx.Batch{}
-	if erases {
-		b.Queue(tombstoneOrderSQL)
-	}
 	b.Queue(lockSQL, keys, excl)
 	b.Queue(tombstonesSQL, hashes).Query(func(rows pgx.Rows) error {
 		for rows.Next() {

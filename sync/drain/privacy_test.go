@@ -623,33 +623,6 @@ func TestErasureOfALeadWithLaterSignUpsKeepsOnlyThem(t *testing.T) {
 	}
 }
 
-// heldCommit begins transactions on a pool whose Commit waits until
-// release is closed, so that a test can hold an erasure open after its
-// statements ran.
-type heldCommit struct {
-	pool             *pgxpool.Pool
-	reached, release chan struct{}
-}
-
-type heldTx struct {
-	pgx.Tx
-	h heldCommit
-}
-
-func (h heldCommit) Begin(ctx context.Context) (pgx.Tx, error) {
-	tx, err := h.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return heldTx{Tx: tx, h: h}, nil
-}
-
-func (t heldTx) Commit(ctx context.Context) error {
-	close(t.h.reached)
-	<-t.h.release
-	return t.Tx.Commit(ctx)
-}
-
 func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
 	// Edges pull tombstones by id. If a tombstone with a lower id could
 	// commit after one with a higher id, an edge that pulled in between
@@ -664,13 +637,13 @@ func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	first := heldCommit{pool: db.pool, reached: make(chan struct{}), release: make(chan struct{})}
+	first := pgtest.NewHeldCommit(db.pool)
 	firstDone := make(chan error, 1)
 	go func() {
 		_, err := drain.Erase(ctx, first, privHasher.Email(alice), minute(5), "operator")
 		firstDone <- err
 	}()
-	<-first.reached // alice's tombstone has its id; the transaction is open
+	<-first.Reached // alice's tombstone has its id; the transaction is open
 	secondDone := make(chan error, 1)
 	go func() {
 		_, err := drain.Erase(ctx, db.pool, privHasher.Email(bob), minute(6), "operator")
@@ -684,7 +657,7 @@ func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
 	if _, err := puller.Pull(ctx); err != nil {
 		t.Fatalf("pull: %v", err)
 	}
-	close(first.release)
+	close(first.Release)
 	for _, c := range []chan error{firstDone, secondDone} {
 		if err := <-c; err != nil {
 			t.Fatalf("Erase: %v", err)

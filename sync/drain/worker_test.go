@@ -486,17 +486,20 @@ func TestTwoEdgesSyncConcurrently(t *testing.T) {
 // a corrupted or hand-edited file would hold it.
 func insertRaw(t *testing.T, e *edgeNode, kind outbox.Kind, payload string, emailHMAC []byte) int64 {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, outbox.FileName)+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	res, err := db.Exec(`INSERT INTO outbox (id, node_id, kind, received_at, payload, email_hmac) VALUES (?, ?, ?, ?, ?, ?)`,
-		uuid.NewString(), e.id, string(kind), time.Now().UnixMilli(), payload, emailHMAC)
+	var seq int64
+	err := e.out.Do(context.Background(), func(ctx context.Context, tx *outbox.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, node_id, kind, received_at, payload, email_hmac) VALUES (?, ?, ?, ?, ?, ?)`,
+			uuid.NewString(), e.id, string(kind), time.Now().UnixMilli(), payload, emailHMAC)
+		if err != nil {
+			return err
+		}
+		tx.AddPending(1)
+		seq, err = res.LastInsertId()
+		return err
+	})
 	if err != nil {
 		t.Fatalf("insert raw outbox row: %v", err)
 	}
-	seq, _ := res.LastInsertId()
 	return seq
 }
 
