@@ -119,6 +119,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			NodeID:        cfg.NodeID,
 			Region:        cfg.Region,
 			BatchSize:     cfg.SyncBatch,
+			Parallel:      cfg.SyncParallel,
 			Interval:      cfg.SyncInterval,
 			Retention:     cfg.SyncRetention,
 			ImageAttempts: cfg.Images.MaxAttempts,

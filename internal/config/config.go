@@ -80,6 +80,7 @@ type Config struct {
 	ReplicaRetention time.Duration
 
 	SyncBatch     int
+	SyncParallel  int
 	SyncInterval  time.Duration
 	SyncRetention time.Duration
 
@@ -140,6 +141,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		DatabaseURL:   getenv("DATABASE_URL"),
 		ReplicaURL:    strings.TrimSpace(getenv("MAILSLOT_REPLICA_URL")),
 		SyncBatch:     p.int("MAILSLOT_SYNC_BATCH", 1000),
+		SyncParallel:  p.int("MAILSLOT_SYNC_PARALLEL", 2),
 		SyncInterval:  p.duration("MAILSLOT_SYNC_INTERVAL", 200*time.Millisecond),
 		SyncRetention: p.duration("MAILSLOT_SYNC_RETENTION", 7*24*time.Hour),
 
@@ -193,6 +195,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	checkReplica(&p, c)
 	if c.SyncBatch < 1 || c.SyncBatch > 10_000 {
 		p.fail("MAILSLOT_SYNC_BATCH", "must be between 1 and 10000")
+	}
+	if c.SyncParallel < 1 || c.SyncParallel > 8 {
+		p.fail("MAILSLOT_SYNC_PARALLEL", "must be between 1 and 8")
 	}
 	if c.Env == Production {
 		var missing []string

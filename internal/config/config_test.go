@@ -202,6 +202,7 @@ func TestDefaults(t *testing.T) {
 		"Env": config.Development, "Addr": ":8080", "PrivateAddr": "127.0.0.1:9090", "DataDir": "./data",
 		"NodeID": host, "Region": "local", "ClientIPHeader": "", "RateRPS": 5.0, "RateBurst": 20,
 		"GroupCommit": true, "MaxBodyBytes": int64(16 << 10), "MaxEvents": 50,
+		"SyncBatch": 1000, "SyncParallel": 2,
 	}
 	check(t, cfg, want)
 
@@ -239,6 +240,8 @@ func TestInvalidValues(t *testing.T) {
 		"MAILSLOT_GROUP_COMMIT":     "maybe",
 		"MAILSLOT_SHUTDOWN_TIMEOUT": "soon",
 		"MAILSLOT_REDIRECT_HOSTS":   "evil.example/path",
+		"MAILSLOT_SYNC_BATCH":       "0",
+		"MAILSLOT_SYNC_PARALLEL":    "9",
 	}
 	for name, val := range tests {
 		t.Run(name, func(t *testing.T) {

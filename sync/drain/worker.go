@@ -25,8 +25,11 @@ type Options struct {
 	DatabaseURL string
 	NodeID      string
 	Region      string
-	// BatchSize bounds the rows read and applied at once.
+	// BatchSize bounds the rows read and applied in one transaction.
 	BatchSize int
+	// Parallel is how many batches may be in flight at once, each in its
+	// own transaction on its own connection (see Worker.step).
+	Parallel int
 	// Interval is how long an idle worker waits before looking again.
 	Interval time.Duration
 	// Retention is how long synced rows stay in the outbox for
@@ -56,10 +59,10 @@ type Worker struct {
 	applier Applier
 	log     *slog.Logger
 
-	// cursor and marking belong to the Run goroutine (see step).
+	// cursor and flights belong to the Run goroutine (see step).
 	cursor  int64
 	rewinds int64
-	marking chan error
+	flights []*flight
 
 	mu         sync.Mutex
 	state      string
@@ -81,6 +84,9 @@ func New(opts Options) (*Worker, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 1000
 	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 2
+	}
 	if opts.Interval <= 0 {
 		opts.Interval = 200 * time.Millisecond
 	}
@@ -93,7 +99,8 @@ func New(opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-edge", 2, time.Minute)
+	// One connection per batch in flight, and one for the schema check.
+	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-edge", int32(opts.Parallel)+1, time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +113,12 @@ func New(opts Options) (*Worker, error) {
 	}, nil
 }
 
-// Run drains until ctx ends. The batch in flight when ctx ends is either
+// Run drains until ctx ends. Each batch in flight when ctx ends is either
 // committed and marked, or left pending for the next start.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.pool.Close()
 	defer w.setState(StateStopped)
-	defer func() { _ = w.waitMark() }()
+	defer func() { _ = w.settle(ctx) }()
 	delay := w.opts.MinBackoff
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
@@ -151,8 +158,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.prune(ctx)
 			if n == 0 {
 				w.setState(StateIdle)
-			} else if err := w.waitMark(); err != nil {
+			} else if err := w.settle(ctx); err != nil {
 				w.fail(err)
+				w.cursor = 0
 			}
 			if !backoff.Sleep(ctx, w.opts.Interval) {
 				return nil
@@ -164,22 +172,36 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// step syncs one batch and returns how many rows it read.
+// step reads one batch, starts applying it, and returns how many rows it
+// read.
 //
-// Marking a batch synced in SQLite (one fsync) overlaps with reading,
-// decoding and applying the next one: the worker keeps a cursor past the
-// rows it has applied, and at most one mark in flight. Any failure waits
-// for the mark and starts again from the oldest pending row, so a mark
-// that failed is simply a replay that the ledger absorbs.
+// Up to Options.Parallel batches are in flight at once, each applied in
+// its own Postgres transaction and then marked synced in SQLite, while
+// this goroutine reads and decodes the next one: the edge's work, the
+// marking fsync and Postgres' work overlap, and Postgres can use more than
+// one core. Concurrent batches are as safe as two edges' batches: address
+// locks order what must be ordered (see lockAddresses), and the lead merge
+// does not depend on order. The one link the locks cannot see, an event
+// naming a sign-up in a batch still in flight, makes its batch wait for
+// that one.
+//
+// The cursor runs past the batches in flight. Any failure lands every
+// flight first, then starts again from the oldest pending row, so a batch
+// that failed, or whose mark failed, is simply replayed and the ledger
+// absorbs the replay.
 func (w *Worker) step(ctx context.Context) (int, error) {
 	if r := w.opts.Outbox.Rewinds(); r != w.rewinds {
 		// Rows behind the cursor are pending again (a reconcile --fix).
+		err := w.settle(ctx)
 		w.rewinds, w.cursor = r, 0
+		if err != nil {
+			return 0, err
+		}
 	}
 	rows, err := w.opts.Outbox.Pending(ctx, w.cursor, w.opts.BatchSize)
 	if err != nil || len(rows) == 0 {
-		if merr := w.waitMark(); err == nil {
-			err = merr
+		if serr := w.settle(ctx); err == nil {
+			err = serr
 		}
 		// Caught up: the next look starts from the oldest pending row.
 		w.cursor = 0
@@ -190,52 +212,99 @@ func (w *Worker) step(ctx context.Context) (int, error) {
 	for _, p := range poison {
 		w.quarantine(ctx, p)
 	}
-	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	res, err := w.applier.Apply(bctx, w.pool, d)
-	if err != nil {
-		if merr := w.waitMark(); merr != nil {
-			return 0, merr
-		}
-		if !isContentError(err) {
+	for len(w.flights) > 0 && (len(w.flights) >= w.opts.Parallel || w.namesSignUpInFlight(d)) {
+		if err := w.land(ctx); err != nil {
+			_ = w.settle(ctx)
 			return 0, err
 		}
-		// One row's content spoils the batch: apply row by row so that the
-		// good rows go through and the bad one is set aside.
-		if err := w.isolate(ctx, d); err != nil {
-			return 0, err
-		}
-		w.cursor = rows[len(rows)-1].Seq
-		return len(rows), nil
 	}
-	if err := w.waitMark(); err != nil {
-		return 0, err
-	}
-	w.startMark(ctx, d.all)
+	w.launch(ctx, d)
 	w.cursor = rows[len(rows)-1].Seq
-	w.succeeded(res)
 	return len(rows), nil
 }
 
-// startMark marks rows synced in the background.
-func (w *Worker) startMark(ctx context.Context, rows []outbox.Row) {
-	done := make(chan error, 1)
-	w.marking = done
-	go func() { done <- w.markSynced(ctx, rows) }()
+// flight is a batch being applied and marked in the background.
+type flight struct {
+	d       decoded
+	signUps map[string]bool // submission ids of the batch's sign-ups
+	done    chan landed
 }
 
-// waitMark waits for the mark in flight. After a failed mark the cursor
-// goes back to the start, so that the unmarked rows are read again.
-func (w *Worker) waitMark() error {
-	if w.marking == nil {
-		return nil
+type landed struct {
+	res     Applied
+	err     error // applying
+	markErr error
+}
+
+func (w *Worker) launch(ctx context.Context, d decoded) {
+	f := &flight{d: d, done: make(chan landed, 1)}
+	if len(d.leads) > 0 {
+		f.signUps = make(map[string]bool, len(d.leads))
+		for _, l := range d.leads {
+			f.signUps[l.row.ID] = true
+		}
 	}
-	err := <-w.marking
-	w.marking = nil
-	if err != nil {
-		w.cursor = 0
+	w.flights = append(w.flights, f)
+	go func() {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		var l landed
+		l.res, l.err = w.applier.Apply(bctx, w.pool, d)
+		if l.err == nil {
+			l.markErr = w.markSynced(ctx, d.all)
+		}
+		f.done <- l
+	}()
+}
+
+// namesSignUpInFlight reports whether one of d's events names a sign-up
+// that a batch in flight is applying: the event's lead link is resolved
+// when it is inserted, so the sign-up must have committed by then.
+func (w *Worker) namesSignUpInFlight(d decoded) bool {
+	for _, e := range d.events {
+		if e.ev.SubmissionID == "" {
+			continue
+		}
+		for _, f := range w.flights {
+			if f.signUps[e.ev.SubmissionID] {
+				return true
+			}
+		}
 	}
-	return err
+	return false
+}
+
+// land waits for the oldest batch in flight and accounts for it.
+func (w *Worker) land(ctx context.Context) error {
+	f := w.flights[0]
+	w.flights = w.flights[1:]
+	l := <-f.done
+	switch {
+	case l.err == nil:
+		w.succeeded(l.res)
+		return l.markErr
+	case isContentError(l.err):
+		// One row's content spoils the batch: apply it row by row so that
+		// the good rows go through and the bad one is set aside, once the
+		// other batches in flight have landed.
+		if err := w.settle(ctx); err != nil {
+			return err
+		}
+		return w.isolate(ctx, f.d)
+	default:
+		return l.err
+	}
+}
+
+// settle lands every batch in flight and returns the first error.
+func (w *Worker) settle(ctx context.Context) error {
+	var first error
+	for len(w.flights) > 0 {
+		if err := w.land(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (w *Worker) markSynced(ctx context.Context, rows []outbox.Row) error {

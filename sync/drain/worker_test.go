@@ -606,3 +606,25 @@ func TestRetentionPrunesOnlyOldSyncedRows(t *testing.T) {
 		t.Errorf("Postgres ledger has %d rows, want %d", got.Ledger, e.leads+e.events)
 	}
 }
+
+// TestBatchesInFlightTogetherKeepEveryLink syncs one row per batch with
+// several batches in flight, so that each event follows its sign-up in the
+// next batch: every event must still find its lead, and every row arrive
+// once.
+func TestBatchesInFlightTogetherKeepEveryLink(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	pool := pgtest.Pool(t, dbURL)
+	e := newEdge(t, "node-pipelined")
+	const distinct = 20
+	e.submit(100, distinct)
+	e.start(dbURL, func(o *drain.Options) { o.BatchSize, o.Parallel = 1, 4 })
+	e.waitDrained(60 * time.Second)
+	checkExact(t, pool, distinct, e)
+	var unlinked int64
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM mailslot.events WHERE lead_id IS NULL`).Scan(&unlinked); err != nil {
+		t.Fatal(err)
+	}
+	if unlinked != 0 {
+		t.Errorf("%d of %d events lost the link to their sign-up's lead", unlinked, e.events)
+	}
+}
