@@ -3,6 +3,8 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
@@ -41,6 +43,30 @@ type Lead struct {
 type LeadPayload struct {
 	Lead
 	ConsentRecord ConsentRecord `json:"consent_record"`
+}
+
+// EncodePayload returns the JSON of LeadPayload{lead, record}, given
+// leadJSON, the JSON of lead: the same bytes as json.Marshal of the
+// payload (the embedded lead's members, then consent_record), without
+// encoding the lead a second time. The handler hashes leadJSON for
+// idempotency and stores the payload.
+func EncodePayload(leadJSON []byte, record ConsentRecord) ([]byte, error) {
+	if len(leadJSON) < 2 || leadJSON[0] != '{' || leadJSON[len(leadJSON)-1] != '}' {
+		return nil, errors.New("encode lead payload: the lead is not a JSON object")
+	}
+	rec, err := json.Marshal(record)
+	if err != nil {
+		return nil, fmt.Errorf("encode consent record: %w", err)
+	}
+	const member = `"consent_record":`
+	out := make([]byte, 0, len(leadJSON)+1+len(member)+len(rec))
+	out = append(out, leadJSON[:len(leadJSON)-1]...)
+	if len(leadJSON) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, member...)
+	out = append(out, rec...)
+	return append(out, '}'), nil
 }
 
 // ConsentRecord is the proof of consent a sign-up carries (PIPEDA/CASL):
