@@ -98,6 +98,10 @@ func TestLeadJSONAccepted(t *testing.T) {
 	if id == "" || body["status"] != "accepted" {
 		t.Fatalf("body = %s, want an id and status accepted", w.Body)
 	}
+	if want := `{"id":"` + id + `","status":"accepted"}`; w.Body.String() != want ||
+		w.Header().Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Errorf("answer %s (%s), want %s as JSON", w.Body, w.Header().Get("Content-Type"), want)
+	}
 
 	var (
 		rowID, nodeID, kind, payload string

@@ -174,11 +174,14 @@ func measureSignups(ctx context.Context, e *env, c signupCase, srv *server) (*me
 
 // classifyForm counts a 303 to anywhere but the error page as accepted. A
 // refused form post is also a 303, to the error URL with ?error=<code>.
-func classifyForm(resp *http.Response) (bool, string) {
-	if resp.StatusCode != http.StatusSeeOther {
-		return false, fmt.Sprint(resp.StatusCode)
+func classifyForm(a loadgen.Answer) (bool, string) {
+	if a.StatusCode != http.StatusSeeOther {
+		return false, fmt.Sprint(a.StatusCode)
 	}
-	if u, err := url.Parse(resp.Header.Get("Location")); err == nil {
+	if !strings.Contains(a.Location, "?") {
+		return true, "303" // no query, so no error code: the thank-you page
+	}
+	if u, err := url.Parse(a.Location); err == nil {
 		if code := u.Query().Get("error"); code != "" {
 			return false, "303:" + code
 		}

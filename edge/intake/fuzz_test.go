@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -44,6 +45,7 @@ func FuzzDecodeLead(f *testing.F) {
 		if jerr != nil {
 			t.Fatalf("encode accepted lead: %v", jerr)
 		}
+		checkPayload(t, req.Lead, stored)
 		again, err := intake.DecodeLead(intake.FormatJSON, stored)
 		if err != nil {
 			t.Fatalf("the stored lead %s does not decode again: %v", stored, err)
@@ -240,5 +242,42 @@ func checkEvent(t *testing.T, ev intake.Event) {
 	}
 	if ev.ClientTime != nil && (ev.ClientTime.Year() < 1970 || ev.ClientTime.Year() > 9999) {
 		t.Fatalf("client time %v", ev.ClientTime)
+	}
+}
+
+// checkPayload holds EncodePayload to encoding/json's encoding of the whole
+// payload.
+func checkPayload(t *testing.T, lead intake.Lead, leadJSON []byte) {
+	t.Helper()
+	rec := intake.ConsentRecord{Property: lead.Property, PolicyVersion: lead.PolicyVersion, Status: lead.Consent,
+		Source: lead.Source, RecordedAt: time.Date(2026, 1, 2, 3, 4, 5, 6000000, time.UTC), IPHMAC: "00ff"}
+	got, err := intake.EncodePayload(leadJSON, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(intake.LeadPayload{Lead: lead, ConsentRecord: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("EncodePayload:\n%s\njson.Marshal:\n%s", got, want)
+	}
+}
+
+func TestEncodePayload(t *testing.T) {
+	for _, lead := range []intake.Lead{
+		{Email: "a@example.com", Property: "p", Consent: intake.ConsentPending},
+		{Email: "a@example.com", Property: "p", Consent: intake.ConsentExpress, PolicyVersion: "v1", Source: "footer",
+			Name: "<Zoë & \u2028 \"co\">", Page: "https://example.com/?a=1&b=2", Referrer: "https://r.example",
+			UTM: intake.UTM{Source: "s", Content: "c"}, ImageURL: "https://cdn.example.com/a.png"},
+	} {
+		b, err := json.Marshal(lead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPayload(t, lead, b)
+	}
+	if _, err := intake.EncodePayload([]byte("null"), intake.ConsentRecord{}); err == nil {
+		t.Error("EncodePayload took a lead that is not an object")
 	}
 }

@@ -3,10 +3,13 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailslot/mailslot/internal/pii"
 )
@@ -40,6 +43,30 @@ type Lead struct {
 type LeadPayload struct {
 	Lead
 	ConsentRecord ConsentRecord `json:"consent_record"`
+}
+
+// EncodePayload returns the JSON of LeadPayload{lead, record}, given
+// leadJSON, the JSON of lead: the same bytes as json.Marshal of the
+// payload (the embedded lead's members, then consent_record), without
+// encoding the lead a second time. The handler hashes leadJSON for
+// idempotency and stores the payload.
+func EncodePayload(leadJSON []byte, record ConsentRecord) ([]byte, error) {
+	if len(leadJSON) < 2 || leadJSON[0] != '{' || leadJSON[len(leadJSON)-1] != '}' {
+		return nil, errors.New("encode lead payload: the lead is not a JSON object")
+	}
+	rec, err := json.Marshal(record)
+	if err != nil {
+		return nil, fmt.Errorf("encode consent record: %w", err)
+	}
+	const member = `"consent_record":`
+	out := make([]byte, 0, len(leadJSON)+1+len(member)+len(rec))
+	out = append(out, leadJSON[:len(leadJSON)-1]...)
+	if len(leadJSON) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, member...)
+	out = append(out, rec...)
+	return append(out, '}'), nil
 }
 
 // ConsentRecord is the proof of consent a sign-up carries (PIPEDA/CASL):
@@ -78,6 +105,10 @@ func DecodeLead(f Format, body []byte) (LeadRequest, error) {
 	)
 	switch f {
 	case FormatJSON:
+		if v, ok := plainLeadFields(body); ok {
+			vals = v
+			break
+		}
 		if v, ok := leadFields(body); ok {
 			vals = v
 			break
@@ -303,6 +334,152 @@ func leadFields(body []byte) (map[string]string, bool) {
 		vals[k] = v
 	}
 	return vals, true
+}
+
+// plainLeadFields is leadFields for the body every browser script sends:
+// member names and values that are strings without escapes (or null), "utm"
+// at most once and an object of the same. Such a string decodes to its own
+// bytes when they are valid UTF-8, so the scan only finds where each one
+// ends, and every key and value is a substring of one copy of the body.
+// Anything else (an escape, a number, a syntax error) reports false, and
+// leadFields decides.
+func plainLeadFields(body []byte) (map[string]string, bool) {
+	sc := plainScanner{s: string(body)}
+	if !sc.skip('{') {
+		return nil, false
+	}
+	vals := make(map[string]string, 16)
+	var nested map[string]string
+	if !sc.skip('}') {
+		for {
+			key, ok := sc.str()
+			if !ok || !sc.skip(':') {
+				return nil, false
+			}
+			if key != "utm" {
+				v, ok := sc.strOrNull()
+				if !ok {
+					return nil, false
+				}
+				vals[key] = v
+			} else {
+				if nested != nil {
+					return nil, false
+				}
+				nested = map[string]string{}
+				if !sc.null() {
+					if !sc.skip('{') {
+						return nil, false
+					}
+					if !sc.skip('}') {
+						for {
+							k, ok := sc.str()
+							if !ok || !sc.skip(':') {
+								return nil, false
+							}
+							v, ok := sc.strOrNull()
+							if !ok {
+								return nil, false
+							}
+							nested["utm_"+k] = v
+							if sc.skip('}') {
+								break
+							}
+							if !sc.skip(',') {
+								return nil, false
+							}
+						}
+					}
+				}
+			}
+			if sc.skip('}') {
+				break
+			}
+			if !sc.skip(',') {
+				return nil, false
+			}
+		}
+	}
+	sc.space()
+	if sc.i != len(sc.s) {
+		return nil, false
+	}
+	for k, v := range nested {
+		if _, dup := vals[k]; dup {
+			return nil, false
+		}
+		vals[k] = v
+	}
+	return vals, true
+}
+
+// plainScanner walks a JSON text for plainLeadFields.
+type plainScanner struct {
+	s string
+	i int
+}
+
+// space skips JSON whitespace.
+func (sc *plainScanner) space() {
+	for sc.i < len(sc.s) {
+		switch sc.s[sc.i] {
+		case ' ', '\t', '\n', '\r':
+			sc.i++
+		default:
+			return
+		}
+	}
+}
+
+// skip consumes c, after whitespace, if it comes next.
+func (sc *plainScanner) skip(c byte) bool {
+	sc.space()
+	if sc.i < len(sc.s) && sc.s[sc.i] == c {
+		sc.i++
+		return true
+	}
+	return false
+}
+
+// null consumes a null literal if it comes next.
+func (sc *plainScanner) null() bool {
+	sc.space()
+	if strings.HasPrefix(sc.s[sc.i:], "null") {
+		sc.i += len("null")
+		return true
+	}
+	return false
+}
+
+// str consumes a string without escapes or control characters whose bytes
+// are valid UTF-8, and returns its contents.
+func (sc *plainScanner) str() (string, bool) {
+	if !sc.skip('"') {
+		return "", false
+	}
+	start := sc.i
+	ascii := true
+	for ; sc.i < len(sc.s); sc.i++ {
+		switch c := sc.s[sc.i]; {
+		case c == '"':
+			v := sc.s[start:sc.i]
+			sc.i++
+			return v, ascii || utf8.ValidString(v)
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// strOrNull is str that also takes null, as "".
+func (sc *plainScanner) strOrNull() (string, bool) {
+	if sc.null() {
+		return "", true
+	}
+	return sc.str()
 }
 
 // stringToken reads a value that must be a string or null (as "").

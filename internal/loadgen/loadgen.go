@@ -39,7 +39,14 @@ type Target struct {
 	// Classify says whether an answer counts as accepted and under which
 	// label it is counted. Nil means 2xx is accepted and the label is the
 	// status code.
-	Classify func(resp *http.Response) (accepted bool, label string)
+	Classify func(a Answer) (accepted bool, label string)
+}
+
+// Answer is what Classify sees of a response: its status and, for
+// redirects, where to. The raw client parses nothing else.
+type Answer struct {
+	StatusCode int
+	Location   string
 }
 
 // Config is one run's shape.
@@ -203,8 +210,8 @@ func Run(ctx context.Context, target Target, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-func classify2xx(resp *http.Response) (bool, string) {
-	return resp.StatusCode/100 == 2, strconv.Itoa(resp.StatusCode)
+func classify2xx(a Answer) (bool, string) {
+	return a.StatusCode/100 == 2, strconv.Itoa(a.StatusCode)
 }
 
 // worker keeps its own counters so that the hot loop shares nothing but
@@ -216,10 +223,10 @@ type worker struct {
 	latency            *Histogram
 }
 
-// sender sends one request numbered n and reads its whole answer; the
-// returned response's body is already drained and closed.
+// sender sends one request numbered n and reads its whole answer, body
+// included.
 type sender interface {
-	send(n uint64) (*http.Response, error)
+	send(n uint64) (Answer, error)
 	close()
 }
 
@@ -231,7 +238,7 @@ func (w *worker) run(ctx context.Context, s sender, t Target, cfg Config, next *
 			return
 		}
 		begin := time.Now()
-		resp, err := s.send(cfg.FirstNumber + n)
+		a, err := s.send(cfg.FirstNumber + n)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the run ended mid-request; not the server's fault
@@ -242,7 +249,7 @@ func (w *worker) run(ctx context.Context, s sender, t Target, cfg Config, next *
 		}
 		w.latency.Record(time.Since(begin))
 		w.requests++
-		ok, label := t.Classify(resp)
+		ok, label := t.Classify(a)
 		w.statuses[label]++
 		if ok {
 			w.accepted++
@@ -280,37 +287,38 @@ func newHTTPSender(ctx context.Context, client *http.Client, t Target) (*httpSen
 	return s, nil
 }
 
-func (s *httpSender) send(n uint64) (*http.Response, error) {
+func (s *httpSender) send(n uint64) (Answer, error) {
 	s.body.Fill(s.buf, n)
 	s.rd.Reset(s.buf)
 	// A request may be reused once the previous answer's body is closed.
 	s.req.Body = io.NopCloser(s.rd)
 	resp, err := s.client.Do(s.req)
 	if err != nil {
-		return nil, err
+		return Answer{}, err
 	}
 	_, err = io.CopyBuffer(io.Discard, resp.Body, s.drain)
 	_ = resp.Body.Close()
-	return resp, err
+	return Answer{StatusCode: resp.StatusCode, Location: resp.Header.Get("Location")}, err
 }
 
 func (s *httpSender) close() {}
 
 // rawSender writes pre-encoded HTTP/1.1 requests (head and body in one
-// buffer, one write) on its own keep-alive connection and parses answers
-// with http.ReadResponse in the same goroutine. It skips net/http's
-// Transport, whose two goroutines per connection and the handoffs between
-// them cost the load generator about as much CPU as the request itself:
-// on a machine that the server shares, that CPU comes out of the server's.
+// buffer, one write) on its own keep-alive connection and reads answers
+// with readAnswer in the same goroutine. It skips net/http's Transport,
+// whose two goroutines per connection and the handoffs between them cost
+// the load generator about as much CPU as the request itself, and
+// http.ReadResponse, which builds a header map per answer: on a machine
+// that the server shares, that CPU comes out of the server's.
 type rawSender struct {
 	addr    string
 	timeout time.Duration
+	head    bool // HEAD requests: answers carry no body
 	body    *Body
 	msg     []byte // request head and body
 	bodyOff int
 	conn    net.Conn
 	br      *bufio.Reader
-	drain   []byte
 }
 
 func newRawSender(t Target, timeout time.Duration) (*rawSender, error) {
@@ -337,35 +345,29 @@ func newRawSender(t Target, timeout time.Duration) (*rawSender, error) {
 	}
 	fmt.Fprintf(&head, "Content-Length: %d\r\n\r\n", t.Body.Len())
 	msg := append([]byte(head.String()), t.Body.Buffer()...)
-	return &rawSender{addr: addr, timeout: timeout, body: t.Body, msg: msg, bodyOff: head.Len(), drain: make([]byte, 4<<10)}, nil
+	return &rawSender{addr: addr, timeout: timeout, head: t.Method == http.MethodHead, body: t.Body, msg: msg, bodyOff: head.Len()}, nil
 }
 
-func (s *rawSender) send(n uint64) (*http.Response, error) {
+func (s *rawSender) send(n uint64) (Answer, error) {
 	s.body.Fill(s.msg[s.bodyOff:], n)
 	if s.conn == nil {
 		c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
 		if err != nil {
-			return nil, err
+			return Answer{}, err
 		}
 		s.conn = c
-		s.br = bufio.NewReaderSize(c, 4<<10)
+		s.br = bufio.NewReaderSize(c, maxLine)
 	}
 	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
 	if _, err := s.conn.Write(s.msg); err != nil {
 		s.close()
-		return nil, err
+		return Answer{}, err
 	}
-	resp, err := http.ReadResponse(s.br, nil)
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	_, err = io.CopyBuffer(io.Discard, resp.Body, s.drain)
-	_ = resp.Body.Close()
-	if err != nil || resp.Close {
+	a, keepAlive, err := readAnswer(s.br, s.head)
+	if err != nil || !keepAlive {
 		s.close()
 	}
-	return resp, err
+	return a, err
 }
 
 func (s *rawSender) close() {
@@ -373,6 +375,203 @@ func (s *rawSender) close() {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
+}
+
+// errMalformed is a response the raw client cannot read. The connection is
+// closed and the request counted as an error, never skipped over.
+var errMalformed = errors.New("malformed response")
+
+// readAnswer reads one HTTP/1.x response from br: the status line, the
+// headers it needs (Content-Length, Transfer-Encoding, Connection,
+// Location), and the body, which it discards. It reports whether the
+// connection may carry another request. Anything it does not understand is
+// an error, so that a misread never leaves the connection out of step; a
+// peer that stops sending is bounded by the connection's deadline.
+func readAnswer(br *bufio.Reader, head bool) (Answer, bool, error) {
+	var a Answer
+	line, err := readLine(br)
+	if err != nil {
+		return a, false, err
+	}
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') ||
+		line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
+		return a, false, fmt.Errorf("%w: status line %q", errMalformed, truncate(line))
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return a, false, fmt.Errorf("%w: status line %q", errMalformed, truncate(line))
+		}
+		a.StatusCode = a.StatusCode*10 + int(c-'0')
+	}
+	if a.StatusCode < 200 {
+		// The client sends no Expect, so an interim answer is unexpected;
+		// skipping it would need care that nothing else here needs.
+		return a, false, fmt.Errorf("%w: interim status %d", errMalformed, a.StatusCode)
+	}
+	http10 := line[7] == '0'
+	keepAlive := !http10
+	contentLength := int64(-1)
+	chunked := false
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return a, false, unexpectedEOF(err)
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return a, false, fmt.Errorf("%w: header line %q", errMalformed, truncate(line))
+		}
+		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
+				return a, false, fmt.Errorf("%w: content length %q", errMalformed, truncate(value))
+			}
+			contentLength = n
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			if !asciiEqualFold(value, "chunked") || chunked {
+				return a, false, fmt.Errorf("%w: transfer encoding %q", errMalformed, truncate(value))
+			}
+			chunked = true
+		case asciiEqualFold(name, "Connection"):
+			for _, opt := range bytes.Split(value, []byte(",")) {
+				opt = bytes.TrimSpace(opt)
+				switch {
+				case asciiEqualFold(opt, "close"):
+					keepAlive = false
+				case asciiEqualFold(opt, "keep-alive") && http10:
+					keepAlive = true
+				}
+			}
+		case asciiEqualFold(name, "Location"):
+			a.Location = string(value)
+		}
+	}
+	switch {
+	case head || a.StatusCode == http.StatusNoContent || a.StatusCode == http.StatusNotModified:
+		return a, keepAlive, nil
+	case chunked:
+		// A message with both is invalid (RFC 9112 §6.3) and would let the
+		// two ends disagree on where it ends.
+		if contentLength >= 0 {
+			return a, false, fmt.Errorf("%w: both chunked and a content length", errMalformed)
+		}
+		err := discardChunked(br)
+		return a, keepAlive && err == nil, err
+	case contentLength >= 0:
+		_, err := br.Discard(int(contentLength))
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return a, keepAlive && err == nil, err
+	}
+	// No length: the body runs to the end of the connection.
+	_, err = io.Copy(io.Discard, br)
+	return a, false, err
+}
+
+// maxLine bounds a status, header or chunk-size line: it is the size of
+// the raw client's read buffer.
+const maxLine = 4 << 10
+
+// readLine reads a line ending in CRLF (or a bare LF, as net/http accepts)
+// and returns it without the ending. The slice is valid until the next
+// read from br.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return nil, fmt.Errorf("%w: line longer than %d bytes", errMalformed, maxLine)
+	case errors.Is(err, io.EOF) && len(line) > 0:
+		return nil, io.ErrUnexpectedEOF
+	case err != nil:
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// discardChunked reads a chunked body (RFC 9112 §7.1) up to and including
+// its trailer section.
+func discardChunked(br *bufio.Reader) error {
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i] // chunk extensions
+		}
+		size, err := strconv.ParseUint(string(bytes.TrimSpace(line)), 16, 62)
+		if err != nil {
+			return fmt.Errorf("%w: chunk size %q", errMalformed, truncate(line))
+		}
+		if size == 0 {
+			break
+		}
+		if _, err := br.Discard(int(size)); err != nil {
+			return unexpectedEOF(err)
+		}
+		crlf, err := readLine(br)
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		if len(crlf) != 0 {
+			return fmt.Errorf("%w: chunk not followed by CRLF", errMalformed)
+		}
+	}
+	for { // trailer fields, then an empty line
+		line, err := readLine(br)
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		if len(line) == 0 {
+			return nil
+		}
+	}
+}
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// asciiEqualFold compares b with the ASCII string s, ignoring case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c, d := b[i], s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate keeps error messages short whatever the peer sent.
+func truncate(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
 }
 
 // errKind is a short, bounded label for a transport error.

@@ -12,8 +12,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
+	"hash"
+	"io"
 	"net/mail"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -56,15 +59,15 @@ func NormalizeEmail(s string) (string, error) {
 // Hasher computes the keyed hashes. Separate sub-keys are derived from the
 // one pepper so that an email hash can never be compared with an IP hash.
 type Hasher struct {
-	emailKey []byte
-	ipKey    []byte
+	email keyedHash
+	ip    keyedHash
 }
 
 // NewHasher derives the hashing keys from pepper.
 func NewHasher(pepper []byte) *Hasher {
 	return &Hasher{
-		emailKey: derive(pepper, "mailslot/email/v1"),
-		ipKey:    derive(pepper, "mailslot/ip/v1"),
+		email: newKeyedHash(derive(pepper, "mailslot/email/v1")),
+		ip:    newKeyedHash(derive(pepper, "mailslot/ip/v1")),
 	}
 }
 
@@ -76,16 +79,30 @@ func derive(pepper []byte, label string) []byte {
 
 // Email hashes a normalized email address.
 func (h *Hasher) Email(normalized string) []byte {
-	return sum(h.emailKey, normalized)
+	return h.email.sum(normalized)
 }
 
 // IP hashes a client IP address in its canonical text form.
 func (h *Hasher) IP(ip string) []byte {
-	return sum(h.ipKey, ip)
+	return h.ip.sum(ip)
 }
 
-func sum(key []byte, s string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(s))
-	return m.Sum(nil)
+// keyedHash is HMAC-SHA256 under one key. Every sign-up takes two, and
+// keying an HMAC costs more than hashing an address, so keyed hashers are
+// reused: Reset returns an HMAC to its keyed initial state.
+type keyedHash struct {
+	pool sync.Pool
+}
+
+func newKeyedHash(key []byte) keyedHash {
+	return keyedHash{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+func (k *keyedHash) sum(s string) []byte {
+	m := k.pool.Get().(hash.Hash)
+	_, _ = io.WriteString(m, s)
+	out := m.Sum(make([]byte, 0, sha256.Size))
+	m.Reset()
+	k.pool.Put(m)
+	return out
 }
