@@ -236,7 +236,12 @@ ON CONFLICT (node_id, seq) DO NOTHING`
 	// also inherits what arrived before it: a suppression (unsubscribe or
 	// erasure) becomes its withdrawn_at, and a confirmation that synced
 	// before its sign-up becomes its express_at.
+	//
+	// The same statement writes each submission's consent record, linked
+	// to the lead the upsert returns ($18 on): a join with the upsert's
+	// own output rather than a second lookup of every lead by its key.
 	upsertLeadsSQL = `
+WITH upserted AS (
 INSERT INTO mailslot.leads AS l (
     property, email, email_hmac, name, name_at, consent_basis, express_at, implied_at, withdrawn_at,
     first_seen_at, first_utm, first_page, first_referrer,
@@ -282,18 +287,17 @@ ON CONFLICT (property, email_hmac) DO UPDATE SET
     last_utm       = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_utm ELSE l.last_utm END,
     last_page      = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_page ELSE l.last_page END,
     last_referrer  = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_referrer ELSE l.last_referrer END,
-    submissions    = l.submissions + EXCLUDED.submissions`
-
-	insertConsentSQL = `
+    submissions    = l.submissions + EXCLUDED.submissions
+RETURNING l.id, l.property, l.email_hmac)
 INSERT INTO mailslot.consent_records (
     lead_id, submission_id, email_hmac, property, policy_version, status, source,
     recorded_at, ip_hmac, origin_node, origin_seq)
-SELECT l.id, s.id, s.email_hmac, s.property, s.policy_version, s.status, s.source,
-       s.recorded_at, s.ip_hmac, $1, s.seq
-FROM unnest($2::uuid[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::bytea[], $10::bigint[])
-     AS s (id, email_hmac, property, policy_version, status, source, recorded_at, ip_hmac, seq)
-JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac`
+SELECT u.id, c.id, c.email_hmac, c.property, c.policy_version, c.status, c.source,
+       c.recorded_at, c.ip_hmac, $18, c.seq
+FROM unnest($19::uuid[], $20::bytea[], $21::text[], $22::text[], $23::text[], $24::text[],
+            $25::timestamptz[], $26::bytea[], $27::bigint[])
+     AS c (id, email_hmac, property, policy_version, status, source, recorded_at, ip_hmac, seq)
+JOIN upserted u ON u.property = c.property AND u.email_hmac = c.email_hmac`
 
 	insertEventsSQL = `
 INSERT INTO mailslot.events (
@@ -549,9 +553,6 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts int)
 		lastAt[i], lUTM[i], lPage[i], lRef[i] = m.lastAt, m.lastUTM, m.lastPg, m.lastRef
 		subs[i] = m.submissions
 	}
-	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
-		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt)
-
 	m := len(leads)
 	var (
 		ids, cprops, statuses = make([]string, m), make([]string, m), make([]string, m)
@@ -566,7 +567,9 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts int)
 		policies[i], statuses[i], sources[i] = optional(cr.PolicyVersion), l.p.Consent, optional(cr.Source)
 		recorded[i], ips[i], seqs[i] = l.row.ReceivedAt, l.row.IPHMAC, l.row.Seq
 	}
-	b.Queue(insertConsentSQL, nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
+	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
+		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt,
+		nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
 	queueLeadImages(b, leads, imageAttempts)
 }
 
