@@ -639,3 +639,53 @@ func TestDoFailureRollsBackOnlyItself(t *testing.T) {
 		t.Errorf("PendingCount %d LastSeq %d, want 2 and %d: the failed function's AddPending counted", out.PendingCount(), out.LastSeq(), before.LastSeq+1)
 	}
 }
+
+// TestBatchedSubmissionsGetTheirOwnSeqs submits many multi-record
+// submissions at once, some with idempotency keys, so that the writer
+// commits them together (unkeyed ones in multi-row INSERTs): every receipt
+// must name exactly its own records, in order.
+func TestBatchedSubmissionsGetTheirOwnSeqs(t *testing.T) {
+	out := open(t, t.TempDir())
+	const subs = 300
+	type sent struct {
+		ids []string
+		rc  outbox.Receipt
+	}
+	got := make([]sent, subs)
+	var wg sync.WaitGroup
+	for i := range subs {
+		wg.Go(func() {
+			s := sub("", fmt.Sprint(i))
+			if i%7 == 0 {
+				s.IdemKey = fmt.Sprintf("key-%d", i)
+			}
+			for range i % 3 { // 1 to 3 records
+				r := s.Records[0]
+				r.ID = fmt.Sprintf("id-%d", ids.Add(1))
+				s.Records = append(s.Records, r)
+			}
+			for _, r := range s.Records {
+				got[i].ids = append(got[i].ids, r.ID)
+			}
+			got[i].rc = mustSubmit(t, out, s)
+		})
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for i, g := range got {
+		if n := g.rc.LastSeq - g.rc.FirstSeq + 1; n != int64(len(g.ids)) {
+			t.Fatalf("submission %d: seqs %d..%d for %d records", i, g.rc.FirstSeq, g.rc.LastSeq, len(g.ids))
+		}
+		for k, id := range g.ids {
+			seq := g.rc.FirstSeq + int64(k)
+			if seen[seq] {
+				t.Fatalf("seq %d handed to two records", seq)
+			}
+			seen[seq] = true
+			var stored string
+			if err := out.DB().QueryRow(`SELECT id FROM outbox WHERE seq = ?`, seq).Scan(&stored); err != nil || stored != id {
+				t.Errorf("submission %d record %d: seq %d holds %q (%v), want %q", i, k, seq, stored, err, id)
+			}
+		}
+	}
+}

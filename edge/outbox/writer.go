@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -138,13 +139,13 @@ func (o *Outbox) enqueue(ctx context.Context, j *job) result {
 // the next batch accumulates, so the fsync rate stays flat as load grows.
 func (o *Outbox) run() {
 	defer close(o.done)
-	ins, err := o.write.Prepare(insertSQL)
+	ins, err := prepareInserts(o.write)
 	if err != nil {
 		o.log.Error("prepare outbox insert", "err", err)
 		o.drainFailing(fmt.Errorf("prepare outbox insert: %w", err))
 		return
 	}
-	defer ins.Close()
+	defer ins.close()
 	batch := make([]*job, 0, o.opts.MaxBatch)
 	max := o.opts.MaxBatch
 	if !o.opts.GroupCommit {
@@ -188,8 +189,54 @@ func (o *Outbox) drainFailing(err error) {
 	}
 }
 
+// inserts holds the writer's prepared INSERTs of 1, 2, 4 … maxInsertRows
+// rows. They are prepared before the writer starts: the write pool has one
+// connection, which a transaction holds, so nothing can be prepared
+// outside it while a batch is open. Only the writer goroutine uses them.
+type inserts struct {
+	byLen map[int]*sql.Stmt
+}
+
+// maxInsertRows bounds the rows of one INSERT (8 parameters each, far
+// below SQLite's limit); it is a power of two.
+const maxInsertRows = 64
+
+func prepareInserts(db *sql.DB) (*inserts, error) {
+	in := &inserts{byLen: map[int]*sql.Stmt{}}
+	for n := 1; n <= maxInsertRows; n *= 2 {
+		st, err := db.Prepare(insertSQL + strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?)", n-1))
+		if err != nil {
+			in.close()
+			return nil, err
+		}
+		in.byLen[n] = st
+	}
+	return in, nil
+}
+
+// chunk is the largest prepared row count not above n.
+func (in *inserts) chunk(n int) int {
+	c := maxInsertRows
+	for c > n {
+		c /= 2
+	}
+	return c
+}
+
+func (in *inserts) close() {
+	for _, st := range in.byLen {
+		_ = st.Close()
+	}
+}
+
 // commit applies one batch in one transaction and answers every job in it.
-func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
+//
+// Consecutive submissions without an idempotency key, the usual case, go
+// in multi-row INSERTs: one statement for up to maxInsertRows records
+// costs SQLite one program run and one AUTOINCREMENT update instead of one
+// per record. Keyed submissions and Do functions run one at a time in
+// queue order, so seqs still follow the order jobs were queued in.
+func (o *Outbox) commit(ins *inserts, batch []*job) {
 	results := make([]result, len(batch))
 	var inserted int64
 	var delta counts
@@ -199,10 +246,23 @@ func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 			return fmt.Errorf("begin outbox batch: %w", err)
 		}
 		defer func() { _ = tx.Rollback() }()
-		stmt := tx.Stmt(ins)
+		var plain []int // indexes of unkeyed submissions not yet inserted
+		flush := func() error {
+			n, err := o.insertPlain(tx, ins, batch, plain, results)
+			inserted += n
+			plain = plain[:0]
+			return err
+		}
 		for i, j := range batch {
+			if j.sub != nil && j.sub.IdemKey == "" {
+				plain = append(plain, i)
+				continue
+			}
+			if err := flush(); err != nil {
+				return err
+			}
 			if j.sub != nil {
-				rc, n, err := o.insert(tx, stmt, j.sub)
+				rc, n, err := o.insert(tx, tx.Stmt(ins.byLen[1]), j.sub)
 				if err != nil && !errors.Is(err, ErrIdempotencyConflict) {
 					return err
 				}
@@ -216,6 +276,9 @@ func (o *Outbox) commit(ins *sql.Stmt, batch []*job) {
 			}
 			results[i] = result{err: err}
 			delta.add(d)
+		}
+		if err := flush(); err != nil {
+			return err
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("commit outbox batch: %w", err)
@@ -314,6 +377,49 @@ func (o *Outbox) insert(tx *sql.Tx, stmt *sql.Stmt, sub *Submission) (Receipt, i
 		}
 	}
 	return rc, int64(len(sub.Records)), nil
+}
+
+// insertPlain inserts the records of the unkeyed submissions batch[idx...]
+// in multi-row INSERTs and sets their receipts. Within one statement
+// AUTOINCREMENT gives rows consecutive seqs in VALUES order, so the last
+// insert id names every row's seq.
+func (o *Outbox) insertPlain(tx *sql.Tx, ins *inserts, batch []*job, idx []int, results []result) (int64, error) {
+	var recs []*Record
+	for _, i := range idx {
+		for k := range batch[i].sub.Records {
+			recs = append(recs, &batch[i].sub.Records[k])
+		}
+	}
+	seqs := make([]int64, 0, len(recs))
+	args := make([]any, 0, 8*min(len(recs), maxInsertRows))
+	for len(seqs) < len(recs) {
+		chunk := recs[len(seqs) : len(seqs)+ins.chunk(len(recs)-len(seqs))]
+		st := ins.byLen[len(chunk)]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r.ID, o.opts.NodeID, string(r.Kind), r.ReceivedAt.UnixMilli(), nil,
+				string(r.Payload), nullBytes(r.EmailHMAC), nullBytes(r.IPHMAC))
+		}
+		res, err := tx.Stmt(st).Exec(args...)
+		if err != nil {
+			return 0, fmt.Errorf("insert %d outbox rows: %w", len(chunk), err)
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return 0, fmt.Errorf("read outbox seq: %w", err)
+		}
+		for k := range chunk {
+			seqs = append(seqs, last-int64(len(chunk)-1-k))
+		}
+	}
+	at := 0
+	for _, i := range idx {
+		sub := batch[i].sub
+		n := len(sub.Records)
+		results[i] = result{receipt: Receipt{FirstSeq: seqs[at], LastSeq: seqs[at+n-1], Response: sub.Response}}
+		at += n
+	}
+	return int64(len(recs)), nil
 }
 
 func nullBytes(b []byte) any {
