@@ -64,33 +64,33 @@ func (f *fixture) inFlightTogether(first, second []outbox.Row) (secondWentFirst 
 	return secondWentFirst
 }
 
-func TestUnsubscribeWaitsForASignUpInFlight(t *testing.T) {
-	f := newFixture(t)
-	signUp := f.number(lead("ann@example.com", sub{at: 0, consent: intake.ConsentExpress}))
-	unsub := privacyRow("ann@example.com", outbox.KindConsent, 1, intake.ConsentChange{
-		Action: intake.ActionUnsubscribe, Property: testProperty, Status: intake.ConsentWithdrawn,
-		Source: "unsubscribe_link", RecordedAt: at(1)})
-	unsub.Seq = 1
-	if f.inFlightTogether(signUp, []outbox.Row{unsub}) {
-		t.Error("the unsubscribe committed while a sign-up of the same address was in flight")
+func TestConsentChangeWaitsForASignUpInFlight(t *testing.T) {
+	tests := []struct {
+		name       string
+		signUp     string // the sign-up's consent
+		change     intake.ConsentChange
+		wantStatus string
+	}{
+		{"unsubscribe", intake.ConsentExpress, intake.ConsentChange{Action: intake.ActionUnsubscribe,
+			Status: intake.ConsentWithdrawn, Source: "unsubscribe_link"}, "withdrawn"},
+		{"confirmation", intake.ConsentPending, intake.ConsentChange{Action: intake.ActionConfirm,
+			Status: intake.ConsentExpress, Source: "confirm_link"}, "express"},
 	}
-	if got := f.text(`SELECT consent_status FROM mailslot.leads WHERE email_hmac = $1`, hasher.Email("ann@example.com")); got != "withdrawn" {
-		t.Errorf("consent_status = %q after an unsubscribe that synced beside the sign-up, want withdrawn", got)
-	}
-}
-
-func TestConfirmationWaitsForASignUpInFlight(t *testing.T) {
-	f := newFixture(t)
-	signUp := f.number(lead("ann@example.com", sub{at: 0, consent: intake.ConsentPending}))
-	confirm := privacyRow("ann@example.com", outbox.KindConsent, 1, intake.ConsentChange{
-		Action: intake.ActionConfirm, Property: testProperty, Status: intake.ConsentExpress,
-		Source: "confirm_link", RecordedAt: at(1)})
-	confirm.Seq = 1
-	if f.inFlightTogether(signUp, []outbox.Row{confirm}) {
-		t.Error("the confirmation committed while a sign-up of the same address was in flight")
-	}
-	if got := f.text(`SELECT consent_status FROM mailslot.leads WHERE email_hmac = $1`, hasher.Email("ann@example.com")); got != "express" {
-		t.Errorf("consent_status = %q after a confirmation that synced beside the sign-up, want express", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			signUp := f.number(lead("ann@example.com", sub{at: 0, consent: tt.signUp}))
+			ch := tt.change
+			ch.Property, ch.RecordedAt = testProperty, at(1)
+			change := privacyRow("ann@example.com", outbox.KindConsent, 1, ch)
+			change.Seq = 1
+			if f.inFlightTogether(signUp, []outbox.Row{change}) {
+				t.Errorf("the %s committed while a sign-up of the same address was in flight", tt.name)
+			}
+			if got := f.text(`SELECT consent_status FROM mailslot.leads WHERE email_hmac = $1`, hasher.Email("ann@example.com")); got != tt.wantStatus {
+				t.Errorf("consent_status = %q after a %s that synced beside the sign-up, want %s", got, tt.name, tt.wantStatus)
+			}
+		})
 	}
 }
 
