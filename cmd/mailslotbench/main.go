@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailslot/mailslot/internal/loadgen"
 )
 
 func main() {
@@ -51,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&e.dataRoot, "data-root", os.TempDir(), "where each server gets a fresh data directory")
 	fs.Var((*listFlag)(&e.serverEnv), "env", "KEY=VALUE added to every server's environment (repeatable)")
 	fs.BoolVar(&markdown, "markdown", false, "print the table as Markdown")
-	client := fs.String("client", "raw", "load generator's client: raw (pre-encoded HTTP/1.1 on kept-alive connections, the lighter) or http (net/http)")
+	client := fs.String("client", "loop", "load generator's client: loop (one epoll loop for every connection, the lightest), raw (pre-encoded HTTP/1.1, a goroutine per connection) or http (net/http)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,12 +70,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if rounds < 1 || e.workers < 1 || e.duration <= 0 {
 		return errors.New("-rounds, -workers and -duration must be positive")
 	}
-	switch *client {
-	case "raw":
-		e.raw = true
-	case "http":
+	switch e.client = loadgen.Client(*client); e.client {
+	case loadgen.ClientLoop, loadgen.ClientRaw, loadgen.ClientHTTP:
 	default:
-		return fmt.Errorf("-client %q: want raw or http", *client)
+		return fmt.Errorf("-client %q: want loop, raw or http", *client)
 	}
 	chosen, err := choose(names)
 	if err != nil {

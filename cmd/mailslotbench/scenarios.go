@@ -22,7 +22,7 @@ type env struct {
 	warmup    time.Duration
 	settle    time.Duration
 	serverEnv []string // -env flags, added to every server's environment
-	raw       bool     // -client raw: loadgen's raw HTTP/1.1 client
+	client    loadgen.Client
 	progress  io.Writer
 }
 
@@ -144,7 +144,7 @@ func measureSignups(ctx context.Context, e *env, c signupCase, srv *server) (*me
 	}
 	var next uint64
 	if e.warmup > 0 {
-		res, err := loadgen.Run(ctx, target, loadgen.Config{Workers: e.workers, Duration: e.warmup, Raw: e.raw})
+		res, err := loadgen.Run(ctx, target, loadgen.Config{Workers: e.workers, Duration: e.warmup, Client: e.client})
 		if err != nil {
 			return nil, fmt.Errorf("warm up: %w", err)
 		}
@@ -156,7 +156,7 @@ func measureSignups(ctx context.Context, e *env, c signupCase, srv *server) (*me
 		return nil, fmt.Errorf("read server CPU time: %w", err)
 	}
 	genCPU := selfCPUTime()
-	res, err := loadgen.Run(ctx, target, loadgen.Config{Workers: e.workers, Duration: e.duration, FirstNumber: next, Raw: e.raw})
+	res, err := loadgen.Run(ctx, target, loadgen.Config{Workers: e.workers, Duration: e.duration, FirstNumber: next, Client: e.client})
 	m.LoadCPU = selfCPUTime() - genCPU
 	if after, cerr := cpuTime(srv.pid()); cerr == nil {
 		m.ServerCPU = after - srvCPU

@@ -64,11 +64,25 @@ type Config struct {
 	FirstNumber uint64
 	// Timeout bounds one request; zero means 10s.
 	Timeout time.Duration
-	// Raw sends pre-encoded HTTP/1.1 requests on plain connections instead
-	// of going through net/http's client (see rawSender): the server sees
-	// the same bytes, and the load generator uses about half the CPU.
-	Raw bool
+	// Client is how requests are sent; the zero value is ClientHTTP.
+	Client Client
 }
+
+// Client is a way of sending requests. Every client sends the server the
+// same bytes; they differ in what they cost the machine they share with it.
+type Client string
+
+const (
+	// ClientHTTP goes through net/http's client.
+	ClientHTTP Client = "http"
+	// ClientRaw writes pre-encoded HTTP/1.1 requests on plain connections,
+	// one goroutine per connection (see rawSender): about half of
+	// ClientHTTP's CPU.
+	ClientRaw Client = "raw"
+	// ClientLoop drives every connection from one event loop, as wrk does
+	// (see runLoop): about half of ClientRaw's CPU. Linux only.
+	ClientLoop Client = "loop"
+)
 
 // Result is what a run measured.
 type Result struct {
@@ -158,37 +172,52 @@ func Run(ctx context.Context, target Target, cfg Config) (*Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	client := NewClient(cfg.Workers, cfg.Timeout)
-	defer client.CloseIdleConnections()
-	senders := make([]sender, cfg.Workers)
-	for i := range senders {
-		var err error
-		if cfg.Raw {
-			senders[i], err = newRawSender(target, cfg.Timeout)
-		} else {
-			senders[i], err = newHTTPSender(ctx, client, target)
-		}
+	var (
+		next    atomic.Uint64 // request numbers handed out, from 0
+		workers []*worker
+		start   time.Time
+	)
+	switch cfg.Client {
+	case ClientLoop:
+		req, err := encodeRequest(target)
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: %w", err)
 		}
-	}
-
-	var next atomic.Uint64 // request numbers handed out, from 0
-	workers := make([]*worker, cfg.Workers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range workers {
-		w := &worker{
-			statuses: map[string]int64{},
-			errors:   map[string]int64{},
-			latency:  new(Histogram),
+		w := newWorker()
+		workers = []*worker{w}
+		start = time.Now()
+		if err := runLoop(ctx, req, target.Classify, cfg, w, &next); err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
 		}
-		workers[i] = w
-		wg.Go(func() {
-			w.run(ctx, senders[i], target, cfg, &next)
-		})
+	case ClientRaw, ClientHTTP, "":
+		client := NewClient(cfg.Workers, cfg.Timeout)
+		defer client.CloseIdleConnections()
+		senders := make([]sender, cfg.Workers)
+		for i := range senders {
+			var err error
+			if cfg.Client == ClientRaw {
+				senders[i], err = newRawSender(target, cfg.Timeout)
+			} else {
+				senders[i], err = newHTTPSender(ctx, client, target)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("loadgen: %w", err)
+			}
+		}
+		workers = make([]*worker, cfg.Workers)
+		var wg sync.WaitGroup
+		start = time.Now()
+		for i := range workers {
+			w := newWorker()
+			workers[i] = w
+			wg.Go(func() {
+				w.run(ctx, senders[i], target, cfg, &next)
+			})
+		}
+		wg.Wait()
+	default:
+		return nil, fmt.Errorf("loadgen: unknown client %q", cfg.Client)
 	}
-	wg.Wait()
 	res := &Result{
 		Elapsed:    time.Since(start),
 		Statuses:   map[string]int64{},
@@ -223,6 +252,27 @@ type worker struct {
 	latency            *Histogram
 }
 
+func newWorker() *worker {
+	return &worker{statuses: map[string]int64{}, errors: map[string]int64{}, latency: new(Histogram)}
+}
+
+// record counts one answer.
+func (w *worker) record(classify func(Answer) (bool, string), a Answer, latency time.Duration) {
+	w.latency.Record(latency)
+	w.requests++
+	ok, label := classify(a)
+	w.statuses[label]++
+	if ok {
+		w.accepted++
+	}
+}
+
+// fail counts one request that got no answer.
+func (w *worker) fail(err error) {
+	w.requests++
+	w.errors[errKind(err)]++
+}
+
 // sender sends one request numbered n and reads its whole answer, body
 // included.
 type sender interface {
@@ -243,17 +293,10 @@ func (w *worker) run(ctx context.Context, s sender, t Target, cfg Config, next *
 			if ctx.Err() != nil {
 				return // the run ended mid-request; not the server's fault
 			}
-			w.requests++
-			w.errors[errKind(err)]++
+			w.fail(err)
 			continue
 		}
-		w.latency.Record(time.Since(begin))
-		w.requests++
-		ok, label := t.Classify(a)
-		w.statuses[label]++
-		if ok {
-			w.accepted++
-		}
+		w.record(t.Classify, a, time.Since(begin))
 	}
 }
 
@@ -311,23 +354,30 @@ func (s *httpSender) close() {}
 // http.ReadResponse, which builds a header map per answer: on a machine
 // that the server shares, that CPU comes out of the server's.
 type rawSender struct {
-	addr    string
+	req     rawRequest
 	timeout time.Duration
-	head    bool // HEAD requests: answers carry no body
-	body    *Body
-	msg     []byte // request head and body
-	bodyOff int
+	msg     []byte // this sender's copy of req.msg
 	conn    net.Conn
 	br      *bufio.Reader
 }
 
-func newRawSender(t Target, timeout time.Duration) (*rawSender, error) {
+// rawRequest is a target encoded once as HTTP/1.1 for the raw and loop
+// clients.
+type rawRequest struct {
+	addr    string // host:port
+	head    bool   // HEAD requests: answers carry no body
+	body    *Body
+	msg     []byte // request head and body; copy it before filling
+	bodyOff int
+}
+
+func encodeRequest(t Target) (rawRequest, error) {
 	u, err := url.Parse(t.URL)
 	if err != nil {
-		return nil, err
+		return rawRequest{}, err
 	}
 	if u.Scheme != "http" {
-		return nil, fmt.Errorf("raw client speaks plain http only, not %q", u.Scheme)
+		return rawRequest{}, fmt.Errorf("raw and loop clients speak plain http only, not %q", u.Scheme)
 	}
 	addr := u.Host
 	if u.Port() == "" {
@@ -345,13 +395,24 @@ func newRawSender(t Target, timeout time.Duration) (*rawSender, error) {
 	}
 	fmt.Fprintf(&head, "Content-Length: %d\r\n\r\n", t.Body.Len())
 	msg := append([]byte(head.String()), t.Body.Buffer()...)
-	return &rawSender{addr: addr, timeout: timeout, head: t.Method == http.MethodHead, body: t.Body, msg: msg, bodyOff: head.Len()}, nil
+	return rawRequest{addr: addr, head: t.Method == http.MethodHead, body: t.Body, msg: msg, bodyOff: head.Len()}, nil
+}
+
+// fill numbers msg, a copy of the request's bytes.
+func (r *rawRequest) fill(msg []byte, n uint64) { r.body.Fill(msg[r.bodyOff:], n) }
+
+func newRawSender(t Target, timeout time.Duration) (*rawSender, error) {
+	req, err := encodeRequest(t)
+	if err != nil {
+		return nil, err
+	}
+	return &rawSender{req: req, timeout: timeout, msg: bytes.Clone(req.msg)}, nil
 }
 
 func (s *rawSender) send(n uint64) (Answer, error) {
-	s.body.Fill(s.msg[s.bodyOff:], n)
+	s.req.fill(s.msg, n)
 	if s.conn == nil {
-		c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", s.req.addr, 5*time.Second)
 		if err != nil {
 			return Answer{}, err
 		}
@@ -363,7 +424,7 @@ func (s *rawSender) send(n uint64) (Answer, error) {
 		s.close()
 		return Answer{}, err
 	}
-	a, keepAlive, err := readAnswer(s.br, s.head)
+	a, keepAlive, err := readAnswer(s.br, s.req.head)
 	if err != nil || !keepAlive {
 		s.close()
 	}
@@ -387,7 +448,7 @@ var errMalformed = errors.New("malformed response")
 // connection may carry another request. Anything it does not understand is
 // an error, so that a misread never leaves the connection out of step; a
 // peer that stops sending is bounded by the connection's deadline.
-func readAnswer(br *bufio.Reader, head bool) (Answer, bool, error) {
+func readAnswer(br answerSource, head bool) (Answer, bool, error) {
 	var a Answer
 	line, err := readLine(br)
 	if err != nil {
@@ -475,6 +536,14 @@ func readAnswer(br *bufio.Reader, head bool) (Answer, bool, error) {
 	return a, false, err
 }
 
+// answerSource is what readAnswer reads from: a bufio.Reader on a
+// connection, or the loop client's received bytes (sliceSource).
+type answerSource interface {
+	io.Reader
+	ReadSlice(delim byte) ([]byte, error)
+	Discard(n int) (int, error)
+}
+
 // maxLine bounds a status, header or chunk-size line: it is the size of
 // the raw client's read buffer.
 const maxLine = 4 << 10
@@ -482,7 +551,7 @@ const maxLine = 4 << 10
 // readLine reads a line ending in CRLF (or a bare LF, as net/http accepts)
 // and returns it without the ending. The slice is valid until the next
 // read from br.
-func readLine(br *bufio.Reader) ([]byte, error) {
+func readLine(br answerSource) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull):
@@ -501,7 +570,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 
 // discardChunked reads a chunked body (RFC 9112 §7.1) up to and including
 // its trailer section.
-func discardChunked(br *bufio.Reader) error {
+func discardChunked(br answerSource) error {
 	for {
 		line, err := readLine(br)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -60,8 +61,8 @@ func TestBodyFill(t *testing.T) {
 }
 
 func TestRunCountsAndUniqueBodies(t *testing.T) {
-	for _, raw := range []bool{false, true} {
-		t.Run(map[bool]string{false: "net/http", true: "raw"}[raw], func(t *testing.T) {
+	for _, client := range []Client{ClientHTTP, ClientRaw, ClientLoop} {
+		t.Run(string(client), func(t *testing.T) {
 			var mu sync.Mutex
 			seen := map[string]bool{}
 			var served int
@@ -93,7 +94,7 @@ func TestRunCountsAndUniqueBodies(t *testing.T) {
 			defer srv.Close()
 			target := Target{URL: srv.URL + "/p", ContentType: "text/plain", Header: http.Header{"X-Test": {"yes"}},
 				Body: MustBody("n={{n}}")}
-			res, err := Run(context.Background(), target, Config{Workers: 8, Requests: 1000, FirstNumber: 5, Raw: raw})
+			res, err := Run(context.Background(), target, Config{Workers: 8, Requests: 1000, FirstNumber: 5, Client: client})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,14 +117,59 @@ func TestRunStopsAfterDuration(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer srv.Close()
-	start := time.Now()
-	res, err := Run(context.Background(), Target{URL: srv.URL, Body: MustBody("{{n}}")},
-		Config{Workers: 4, Duration: 200 * time.Millisecond, Raw: true})
+	for _, client := range []Client{ClientRaw, ClientLoop} {
+		t.Run(string(client), func(t *testing.T) {
+			start := time.Now()
+			res, err := Run(context.Background(), Target{URL: srv.URL, Body: MustBody("{{n}}")},
+				Config{Workers: 4, Duration: 200 * time.Millisecond, Client: client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 2*time.Second || res.Accepted == 0 || len(res.Errors) != 0 {
+				t.Errorf("took %s, accepted %d, errors %v", d, res.Accepted, res.Errors)
+			}
+		})
+	}
+}
+
+// TestLoopRefusedAndReconnects checks that the loop client counts refused
+// connections as errors without spinning on them forever, and that it
+// reconnects after an answer that closes the connection.
+func TestLoopRefusedAndReconnects(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 2*time.Second || res.Accepted == 0 || len(res.Errors) != 0 {
-		t.Errorf("took %s, accepted %d, errors %v", d, res.Accepted, res.Errors)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	res, err := Run(context.Background(), Target{URL: "http://" + addr + "/p", Body: MustBody("{{n}}")},
+		Config{Workers: 3, Requests: 30, Client: ClientLoop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 30 || res.Errors["refused"] != 30 {
+		t.Errorf("refused: requests %d errors %v", res.Requests, res.Errors)
+	}
+
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	res, err = Run(context.Background(), Target{URL: srv.URL + "/p", Body: MustBody("{{n}}")},
+		Config{Workers: 3, Requests: 30, Client: ClientLoop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 30 || len(res.Errors) != 0 || conns.Load() != 30 {
+		t.Errorf("close: accepted %d errors %v over %d connections", res.Accepted, res.Errors, conns.Load())
 	}
 }
 
@@ -200,16 +246,31 @@ func TestReadAnswer(t *testing.T) {
 			if resp.StatusCode != a.StatusCode || resp.Header.Get("Location") != a.Location || resp.Close == keepAlive {
 				t.Errorf("net/http: status %d location %q close %v", resp.StatusCode, resp.Header.Get("Location"), resp.Close)
 			}
-			if !keepAlive {
-				return
+			if keepAlive {
+				// The body was consumed exactly: the next answer is intact.
+				a, keepAlive, err := readAnswer(br, false)
+				if err != nil || a.StatusCode != http.StatusNoContent || !keepAlive {
+					t.Errorf("next answer: %+v keep-alive %v err %v", a, keepAlive, err)
+				}
+				if _, err := br.ReadByte(); err != io.EOF {
+					t.Errorf("bytes left after the next answer")
+				}
 			}
-			// The body was consumed exactly: the next answer is intact.
-			a, keepAlive, err = readAnswer(br, false)
-			if err != nil || a.StatusCode != http.StatusNoContent || !keepAlive {
-				t.Errorf("next answer: %+v keep-alive %v err %v", a, keepAlive, err)
+			if c.name == "body to close" {
+				return // the loop client needs to know where an answer ends
 			}
-			if _, err := br.ReadByte(); err != io.EOF {
-				t.Errorf("bytes left after the next answer")
+			// The loop client reads the same answer as it arrives, here a
+			// byte at a time: incomplete until the last byte, then the same.
+			for end := range len(c.in) {
+				src := sliceSource{b: []byte(c.in[:end])}
+				if _, _, err := readAnswer(&src, c.head); !errors.Is(err, errIncomplete) {
+					t.Fatalf("first %d bytes: err %v, want incomplete", end, err)
+				}
+			}
+			src := sliceSource{b: []byte(in)}
+			got, gotKeepAlive, err := readAnswer(&src, c.head)
+			if got != a || gotKeepAlive != keepAlive || err != nil || src.off != len(c.in) {
+				t.Errorf("from a slice: %+v keep-alive %v err %v, read %d of %d bytes", got, gotKeepAlive, err, src.off, len(c.in))
 			}
 		})
 	}
@@ -255,13 +316,15 @@ func TestRawMalformedAnswers(t *testing.T) {
 					})
 				}
 			}()
-			res, err := Run(context.Background(), Target{URL: "http://" + ln.Addr().String() + "/p", Body: MustBody("{{n}}")},
-				Config{Workers: 2, Requests: 6, Timeout: 50 * time.Millisecond, Raw: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Requests != 6 || res.Errors[c.kind] != 6 || res.Accepted != 0 || res.Latency.Count() != 0 {
-				t.Errorf("requests %d accepted %d errors %v statuses %v", res.Requests, res.Accepted, res.Errors, res.Statuses)
+			for _, client := range []Client{ClientRaw, ClientLoop} {
+				res, err := Run(context.Background(), Target{URL: "http://" + ln.Addr().String() + "/p", Body: MustBody("{{n}}")},
+					Config{Workers: 2, Requests: 6, Timeout: 50 * time.Millisecond, Client: client})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Requests != 6 || res.Errors[c.kind] != 6 || res.Accepted != 0 || res.Latency.Count() != 0 {
+					t.Errorf("%s: requests %d accepted %d errors %v statuses %v", client, res.Requests, res.Accepted, res.Errors, res.Statuses)
+				}
 			}
 		})
 	}
