@@ -78,15 +78,23 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	// Checkpoints in the background, except where Litestream runs them: it
+	// keeps a read transaction open so that no frame is checkpointed before
+	// it has been shipped.
+	var checkpointEvery time.Duration
+	if cfg.ReplicaURL == "" {
+		checkpointEvery = 25 * time.Millisecond
+	}
 	out, err := outbox.Open(ctx, outbox.Options{
-		Dir:            cfg.DataDir,
-		NodeID:         cfg.NodeID,
-		GroupCommit:    cfg.GroupCommit,
-		MaxBatch:       cfg.OutboxMaxBatch,
-		MaxPendingRows: cfg.OutboxMaxRows,
-		MaxBytes:       cfg.OutboxMaxBytes,
-		MinFreeBytes:   cfg.DiskMinFree,
-		Logger:         log,
+		Dir:             cfg.DataDir,
+		NodeID:          cfg.NodeID,
+		GroupCommit:     cfg.GroupCommit,
+		MaxBatch:        cfg.OutboxMaxBatch,
+		MaxPendingRows:  cfg.OutboxMaxRows,
+		MaxBytes:        cfg.OutboxMaxBytes,
+		MinFreeBytes:    cfg.DiskMinFree,
+		CheckpointEvery: checkpointEvery,
+		Logger:          log,
 	})
 	if err != nil {
 		return nil, err

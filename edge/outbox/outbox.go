@@ -75,7 +75,12 @@ type Options struct {
 	MaxPendingRows int64
 	MaxBytes       int64
 	MinFreeBytes   int64
-	Logger         *slog.Logger
+	// CheckpointEvery runs a background checkpoint at most this often
+	// while submissions are committed (see checkpoint); zero leaves every
+	// checkpoint to the writer's commits, or to Litestream, which runs its
+	// own when the node replicates.
+	CheckpointEvery time.Duration
+	Logger          *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -101,6 +106,10 @@ type Outbox struct {
 	stop   chan struct{}
 	done   chan struct{}
 	closed atomic.Bool
+
+	ck     *sql.DB       // the background checkpoint's connection, or nil
+	wrote  chan struct{} // the writer committed since the last checkpoint pass
+	ckDone chan struct{}
 
 	pending     atomic.Int64 // rows neither synced nor quarantined
 	synced      atomic.Int64 // rows kept for the retention window
@@ -149,14 +158,25 @@ func Open(ctx context.Context, opts Options) (*Outbox, error) {
 	}
 	read.SetMaxOpenConns(4)
 	o := &Outbox{
-		opts:  opts,
-		path:  path,
-		write: write,
-		read:  read,
-		log:   opts.Logger,
-		queue: make(chan *job, opts.QueueSize),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		opts:   opts,
+		path:   path,
+		write:  write,
+		read:   read,
+		log:    opts.Logger,
+		queue:  make(chan *job, opts.QueueSize),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		wrote:  make(chan struct{}, 1),
+		ckDone: make(chan struct{}),
+	}
+	if opts.CheckpointEvery > 0 {
+		// synchronous=FULL as on the writer: the WAL is synced before its
+		// frames are copied and the database file after.
+		if o.ck, err = sql.Open("sqlite", "file:"+path+"?_pragma=synchronous(FULL)"); err != nil {
+			_ = o.closeDBs()
+			return nil, fmt.Errorf("open outbox checkpoint connection %s: %w", path, err)
+		}
+		o.ck.SetMaxOpenConns(1)
 	}
 	if err := o.claim(ctx); err != nil {
 		_ = o.closeDBs()
@@ -169,6 +189,11 @@ func Open(ctx context.Context, opts Options) (*Outbox, error) {
 	o.refreshLimits()
 	go o.run()
 	go o.monitor()
+	if o.ck != nil {
+		go o.checkpoint(o.ck, opts.CheckpointEvery)
+	} else {
+		close(o.ckDone)
+	}
 	return o, nil
 }
 
@@ -229,11 +254,16 @@ func (o *Outbox) Close() error {
 	}
 	close(o.stop)
 	<-o.done
+	<-o.ckDone
 	return o.closeDBs()
 }
 
 func (o *Outbox) closeDBs() error {
-	return errors.Join(o.read.Close(), o.write.Close())
+	err := errors.Join(o.read.Close(), o.write.Close())
+	if o.ck != nil {
+		err = errors.Join(err, o.ck.Close())
+	}
+	return err
 }
 
 // storageError wraps SQLite's "cannot write" failures in ErrStorage so that

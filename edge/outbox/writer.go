@@ -296,6 +296,10 @@ func (o *Outbox) commit(ins *inserts, batch []*job) {
 		return
 	}
 	o.lastErr.Store(nil)
+	select {
+	case o.wrote <- struct{}{}:
+	default:
+	}
 	o.synced.Add(delta.synced)
 	o.quarantined.Add(delta.quarantined)
 	if p := o.pending.Add(inserted + delta.pending); o.opts.MaxPendingRows > 0 && p >= o.opts.MaxPendingRows {
