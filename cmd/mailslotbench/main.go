@@ -24,6 +24,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == decodeOnlyArg {
+		if err := serveDecodeOnly(); err != nil {
+			fmt.Fprintln(os.Stderr, "mailslotbench decode-only server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "mailslotbench:", err)
 		os.Exit(1)
@@ -49,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&e.duration, "duration", 10*time.Second, "measured run per scenario and round")
 	fs.DurationVar(&e.warmup, "warmup", 2*time.Second, "unmeasured load before each measured run")
 	fs.DurationVar(&e.settle, "settle", time.Second, "pause after the server is ready, before the idle RSS reading")
-	fs.IntVar(&e.workers, "workers", 64, "concurrent clients, each with one keep-alive connection")
+	fs.IntVar(&e.workers, "workers", 96, "concurrent clients, each with one keep-alive connection")
 	fs.StringVar(&e.dataRoot, "data-root", os.TempDir(), "where each server gets a fresh data directory")
 	fs.Var((*listFlag)(&e.serverEnv), "env", "KEY=VALUE added to every server's environment (repeatable)")
 	fs.BoolVar(&markdown, "markdown", false, "print the table as Markdown")

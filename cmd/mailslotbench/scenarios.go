@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -65,6 +66,8 @@ type metric struct {
 // drain rate into Postgres, end-to-end lag) is one more entry with its own
 // Run function.
 var scenarios = []scenario{
+	{Name: "decode-only", About: "calibration: a Gin handler that only decodes the JSON sign-up, nothing stored (see decodeonly.go)", Default: true,
+		Run: signups(signupCase{decodeOnly: true})},
 	{Name: "json", About: "JSON sign-ups, group commit", Default: true,
 		Run: signups(signupCase{form: false})},
 	{Name: "form", About: "form sign-ups, group commit", Default: true,
@@ -101,12 +104,21 @@ type signupCase struct {
 	env        []string // server environment for this scenario
 	serverCPUs string   // taskset list for the server; empty: not pinned
 	loadCPU    int      // CPU for the load generator when serverCPUs is set
+	decodeOnly bool     // run the calibration server instead of mailslot
 }
 
 // signups measures POST /v1/leads against a fresh server.
 func signups(c signupCase) func(ctx context.Context, e *env) (*measurement, error) {
 	return func(ctx context.Context, e *env) (*measurement, error) {
-		srv, err := startServer(ctx, e.bin, e.dataRoot, serverOpts{Env: c.env, CPUs: c.serverCPUs}, e.serverEnv)
+		o := serverOpts{Env: c.env, CPUs: c.serverCPUs}
+		if c.decodeOnly {
+			self, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("find mailslotbench for the decode-only server: %w", err)
+			}
+			o.Command = []string{self, decodeOnlyArg}
+		}
+		srv, err := startServer(ctx, e.bin, e.dataRoot, o, e.serverEnv)
 		if err != nil {
 			return nil, err
 		}
@@ -208,6 +220,9 @@ func describeServer(c signupCase, srv *server) string {
 		procs = "GOMAXPROCS 1→2 (ensureProcs)"
 	}
 	parts = append(parts, procs)
+	if c.decodeOnly {
+		parts = append(parts, "decode only, nothing stored")
+	}
 	for _, kv := range c.env {
 		if kv == "MAILSLOT_GROUP_COMMIT=off" {
 			parts = append(parts, "group commit off")

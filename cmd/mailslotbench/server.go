@@ -26,6 +26,8 @@ type serverOpts struct {
 	Env []string
 	// CPUs, when set, pins the server with `taskset -c CPUs`.
 	CPUs string
+	// Command, when set, is run instead of `bin serve`.
+	Command []string
 }
 
 // server is a running `mailslot serve` with its own data directory.
@@ -84,6 +86,9 @@ func startServer(ctx context.Context, bin, root string, o serverOpts, extraEnv [
 	env = append(env, o.Env...)
 
 	args := []string{bin, "serve"}
+	if len(o.Command) > 0 {
+		args = o.Command
+	}
 	if o.CPUs != "" {
 		ts, err := exec.LookPath("taskset")
 		if err != nil {
