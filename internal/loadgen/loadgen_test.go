@@ -293,10 +293,12 @@ func TestRawMalformedAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ln.Close()
+			// The accept loop is in the group too, so that no connection
+			// joins it after Wait has started; Close ends the loop first.
 			var conns sync.WaitGroup
 			defer conns.Wait()
-			go func() {
+			defer ln.Close()
+			conns.Go(func() {
 				for {
 					conn, err := ln.Accept()
 					if err != nil {
@@ -315,7 +317,7 @@ func TestRawMalformedAnswers(t *testing.T) {
 						}
 					})
 				}
-			}()
+			})
 			for _, client := range []Client{ClientRaw, ClientLoop} {
 				res, err := Run(context.Background(), Target{URL: "http://" + ln.Addr().String() + "/p", Body: MustBody("{{n}}")},
 					Config{Workers: 2, Requests: 6, Timeout: 50 * time.Millisecond, Client: client})
