@@ -132,7 +132,7 @@ func (a *imageAPI) submit(c *gin.Context) {
 	if !ok {
 		return
 	}
-	job, err := store.Submit(c, sub, a.limits)
+	job, err := store.Submit(c.Request.Context(), sub, a.limits)
 	var inErr *dispatch.InputError
 	switch {
 	case errors.As(err, &inErr):
@@ -178,7 +178,7 @@ func (a *imageAPI) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	job, err := store.Get(c, id)
+	job, err := store.Get(c.Request.Context(), id)
 	switch {
 	case errors.Is(err, dispatch.ErrNotFound):
 		c.JSON(http.StatusNotFound, errBody("not_found", nil))
@@ -224,7 +224,7 @@ func (a *imageAPI) webhook(c *gin.Context) {
 	if !ok {
 		return
 	}
-	res, err := store.ApplyPrediction(c, "replicate", p, a.im.PricePerSecond)
+	res, err := store.ApplyPrediction(c.Request.Context(), "replicate", p, a.im.PricePerSecond)
 	if err != nil {
 		a.unavailable(c, "apply webhook", err)
 		return

@@ -162,7 +162,7 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 				}
 			}
 			payload, _ := json.Marshal(change)
-			_, err = s.out.Submit(c, outbox.Submission{Records: []outbox.Record{{
+			_, err = s.out.Submit(c.Request.Context(), outbox.Submission{Records: []outbox.Record{{
 				ID: uuid.Must(uuid.NewV7()).String(), Kind: outbox.KindConsent, ReceivedAt: now,
 				Payload: payload, EmailHMAC: claims.EmailHMAC, IPHMAC: ipHMAC,
 			}}})
@@ -231,7 +231,7 @@ func (s *Server) readLinkBody(c *gin.Context) (oneClick, ok bool) {
 // transaction.
 func (s *Server) erase(c *gin.Context, emailHMAC []byte, at time.Time, by string) (int64, error) {
 	payload, _ := json.Marshal(intake.ErasureRequest{RequestedAt: at, RequestedBy: by})
-	n, err := s.out.EraseAndRecord(c, emailHMAC, outbox.Record{
+	n, err := s.out.EraseAndRecord(c.Request.Context(), emailHMAC, outbox.Record{
 		ID: uuid.Must(uuid.NewV7()).String(), Kind: outbox.KindErasure, ReceivedAt: at,
 		Payload: payload, EmailHMAC: emailHMAC,
 	})
@@ -353,7 +353,7 @@ func (s *Server) adminExport(c *gin.Context) {
 	if !ok {
 		return
 	}
-	rows, err := s.out.Export(c, s.hash.Email(req.Email))
+	rows, err := s.out.Export(c.Request.Context(), s.hash.Email(req.Email))
 	if err != nil {
 		s.internalError(c, "export rows", err)
 		return

@@ -33,7 +33,7 @@ func (s *Server) reconcileRoutes(g *gin.RouterGroup) {
 // outboxSummary answers the counts by state, the runs of seqs held, and the
 // deliberate jumps in the sequence.
 func (s *Server) outboxSummary(c *gin.Context) {
-	sum, err := s.out.Summary(c)
+	sum, err := s.out.Summary(c.Request.Context())
 	if err != nil {
 		s.internalError(c, "summarize outbox", err)
 		return
@@ -65,7 +65,7 @@ func (s *Server) outboxSeqs(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, fields))
 		return
 	}
-	rows, err := s.out.HeldRange(c, from, to, int(limit))
+	rows, err := s.out.HeldRange(c.Request.Context(), from, to, int(limit))
 	if err != nil {
 		s.internalError(c, "list held seqs", err)
 		return
@@ -131,7 +131,7 @@ func (s *Server) outboxRequeue(c *gin.Context) {
 			return
 		}
 	}
-	n, err := s.out.Requeue(c, req.Seqs)
+	n, err := s.out.Requeue(c.Request.Context(), req.Seqs)
 	switch {
 	case errors.Is(err, outbox.ErrClosed), errors.Is(err, outbox.ErrStorage):
 		c.Header("Retry-After", "5")

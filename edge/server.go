@@ -205,7 +205,7 @@ func (s *Server) ready(c *gin.Context, detail bool) {
 
 func (s *Server) syncStatus(c *gin.Context) {
 	if s.status == nil {
-		st, err := s.out.Stats(c)
+		st, err := s.out.Stats(c.Request.Context())
 		if err != nil {
 			s.internalError(c, "read outbox stats", err)
 			return
@@ -213,7 +213,7 @@ func (s *Server) syncStatus(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"node_id": s.cfg.NodeID, "region": s.cfg.Region, "outbox": st, "sync": "disabled: DATABASE_URL is not set"})
 		return
 	}
-	st, err := s.status(c)
+	st, err := s.status(c.Request.Context())
 	if err != nil {
 		s.internalError(c, "read sync status", err)
 		return

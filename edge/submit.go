@@ -168,7 +168,7 @@ func (s *Server) postLead(c *gin.Context) {
 		return
 	}
 	hash := sha256.Sum256(leadJSON)
-	rc, err := s.out.Submit(c, outbox.Submission{
+	rc, err := s.out.Submit(c.Request.Context(), outbox.Submission{
 		Records: []outbox.Record{{
 			ID:         id,
 			Kind:       outbox.KindLead,
@@ -277,7 +277,7 @@ func (s *Server) postEvents(c *gin.Context) {
 	}
 	sub.BodyHash = h.Sum(nil)
 	sub.Response = strconv.Itoa(len(events))
-	rc, err := s.out.Submit(c, sub)
+	rc, err := s.out.Submit(c.Request.Context(), sub)
 	if err != nil {
 		s.failStore(c, r.format, err)
 		return
