@@ -17,7 +17,10 @@ TEST_DB     := mailslot_test
 # The local development database; `make run` syncs into it.
 DEV_DATABASE_URL = postgres://postgres@127.0.0.1:$(PG_PORT)/$(DEV_DB)?sslmode=disable
 TEST_DATABASE_URL = postgres://postgres@127.0.0.1:$(PG_PORT)/$(TEST_DB)?sslmode=disable
-TEST_FLAGS  ?= -count=1 -timeout 30m
+# The race detector needs cgo and a C compiler; where they are missing the
+# suite runs without it rather than not at all.
+RACE        := $(shell [ "$$($(GO) env CGO_ENABLED 2>/dev/null)" = 1 ] && command -v cc >/dev/null 2>&1 && echo -race)
+TEST_FLAGS  ?= -count=1 -timeout 30m $(RACE)
 BENCH_FLAGS ?=
 
 .PHONY: help
