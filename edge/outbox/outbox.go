@@ -172,7 +172,7 @@ func Open(ctx context.Context, opts Options) (*Outbox, error) {
 	if opts.CheckpointEvery > 0 {
 		// synchronous=FULL as on the writer: the WAL is synced before its
 		// frames are copied and the database file after.
-		if o.ck, err = sql.Open("sqlite", "file:"+path+"?_pragma=synchronous(FULL)"); err != nil {
+		if o.ck, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(1000)&_pragma=synchronous(FULL)"); err != nil {
 			_ = o.closeDBs()
 			return nil, fmt.Errorf("open outbox checkpoint connection %s: %w", path, err)
 		}

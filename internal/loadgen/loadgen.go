@@ -80,7 +80,7 @@ const (
 	// ClientHTTP's CPU.
 	ClientRaw Client = "raw"
 	// ClientLoop drives every connection from one event loop, as wrk does
-	// (see runLoop): about half of ClientRaw's CPU. Linux only.
+	// (see runLoop): a fifth less CPU than ClientRaw. Linux only.
 	ClientLoop Client = "loop"
 )
 

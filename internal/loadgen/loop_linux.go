@@ -19,9 +19,9 @@ import (
 // a write, a read and a share of one epoll_wait. The raw client also pays,
 // per request, a read that finds nothing yet, and the goroutine switches
 // and thread wake-ups around it. On a virtual machine where every system
-// call and context switch goes through the hypervisor, that halves the
-// generator's CPU, which it takes from the server it shares the machine
-// with.
+// call and context switch goes through the hypervisor, that is a fifth of
+// the generator's CPU, which it takes from the server it shares the
+// machine with.
 //
 // It counts like the other clients: every request number handed out is a
 // request, answered or failed, except those still in flight when ctx ends
