@@ -17,10 +17,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
 )
@@ -276,10 +276,10 @@ func TestEdgeRoleCanSyncButNotChangeTheSchema(t *testing.T) {
 	const leads = 20
 	for i := range leads {
 		email := fmt.Sprintf("role%d@example.com", i%15) // some addresses twice: the upsert's UPDATE runs
-		submit(t, out, outbox.Record{ID: uuid.NewString(), Kind: outbox.KindLead, ReceivedAt: time.Now().UTC(),
+		submit(t, out, outbox.Record{ID: uuid.NewString(), Kind: mailslot.KindLead, ReceivedAt: time.Now().UTC(),
 			Payload: leadPayload(t, email, "Ann"), EmailHMAC: hasher.Email(email), IPHMAC: hasher.IP("192.0.2.1")})
 	}
-	submit(t, out, outbox.Record{ID: uuid.NewString(), Kind: outbox.KindEvent, ReceivedAt: time.Now().UTC(),
+	submit(t, out, outbox.Record{ID: uuid.NewString(), Kind: mailslot.KindEvent, ReceivedAt: time.Now().UTC(),
 		Payload: []byte(`{"type":"page_view","property":"site.example"}`)})
 
 	w, err := drain.New(drain.Options{Outbox: out, DatabaseURL: edgeURL, NodeID: "edge-role-node", Region: "test",
@@ -359,10 +359,10 @@ func submit(t *testing.T, out *outbox.Outbox, r outbox.Record) {
 
 func leadPayload(t *testing.T, email, name string) []byte {
 	t.Helper()
-	b, err := json.Marshal(intake.LeadPayload{
-		Lead: intake.Lead{Email: email, Property: "site.example", Consent: intake.ConsentExpress, Name: name,
-			PolicyVersion: "2026-01", UTM: intake.UTM{Source: "news"}},
-		ConsentRecord: intake.ConsentRecord{Property: "site.example", Status: intake.ConsentExpress, PolicyVersion: "2026-01"},
+	b, err := json.Marshal(mailslot.LeadPayload{
+		Lead: mailslot.Lead{Email: email, Property: "site.example", Consent: mailslot.ConsentExpress, Name: name,
+			PolicyVersion: "2026-01", UTM: mailslot.UTM{Source: "news"}},
+		ConsentRecord: mailslot.ConsentRecord{Property: "site.example", Status: mailslot.ConsentExpress, PolicyVersion: "2026-01"},
 	})
 	if err != nil {
 		t.Fatal(err)

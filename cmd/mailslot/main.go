@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mailslot/mailslot/edge/node"
+	"github.com/mailslot/mailslot/edge"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/web"
@@ -90,7 +90,7 @@ func serve(getenv func(string) string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	n, err := node.Open(ctx, cfg, log)
+	n, err := edge.Open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

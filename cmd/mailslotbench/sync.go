@@ -17,10 +17,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/loadgen"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // The sync scenarios measure the drain worker against the local Postgres 18
@@ -83,11 +83,11 @@ func prefill(ctx context.Context, dir string, n int) error {
 	now := time.Now().UTC()
 	for i := range n {
 		email := fmt.Sprintf("drain+%d@example.com", i)
-		p, _ := json.Marshal(intake.LeadPayload{
-			Lead: intake.Lead{Email: email, Property: "bench", Consent: intake.ConsentExpress, PolicyVersion: "2026-01",
+		p, _ := json.Marshal(mailslot.LeadPayload{
+			Lead: mailslot.Lead{Email: email, Property: "bench", Consent: mailslot.ConsentExpress, PolicyVersion: "2026-01",
 				Source: "footer", Name: "Bench User", Page: "https://example.com/pricing",
-				UTM: intake.UTM{Source: "newsletter", Medium: "email", Campaign: "launch"}},
-			ConsentRecord: intake.ConsentRecord{Property: "bench", PolicyVersion: "2026-01", Status: intake.ConsentExpress,
+				UTM: mailslot.UTM{Source: "newsletter", Medium: "email", Campaign: "launch"}},
+			ConsentRecord: mailslot.ConsentRecord{Property: "bench", PolicyVersion: "2026-01", Status: mailslot.ConsentExpress,
 				Source: "footer", RecordedAt: now},
 		})
 		if _, err := stmt.ExecContext(ctx, uuid.Must(uuid.NewV7()).String(), benchNode, now.UnixMilli(), string(p), h.Email(email), ip); err != nil {

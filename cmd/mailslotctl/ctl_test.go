@@ -17,7 +17,7 @@ import (
 )
 
 // These tests run the migrate and status commands in-process (run) against
-// real Postgres 18 databases and real edges (edge/node on loopback ports).
+// real Postgres 18 databases and real edges (package edge on loopback ports).
 // Helpers shared with the other command tests (ctl, startInproc, edgeEnv,
 // closedURL, postLead, count) are in fleet_test.go.
 

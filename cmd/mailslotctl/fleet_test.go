@@ -20,10 +20,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mailslot/mailslot/edge/node"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot/edge"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // TestMain builds the mailslot binary once for every test here that starts
@@ -100,7 +100,7 @@ func edgeEnv(id, dataDir, dbURL, replicaURL string) map[string]string {
 
 // inproc is an edge.Node running in the test process.
 type inproc struct {
-	*node.Node
+	*edge.Node
 	URL, PrivateURL string
 	stop            func() error
 }
@@ -110,7 +110,7 @@ func startInproc(t *testing.T, env map[string]string) *inproc {
 	env["MAILSLOT_ADDR"] = "127.0.0.1:0"
 	env["MAILSLOT_PRIVATE_ADDR"] = "127.0.0.1:0"
 	cfg := edgetest.Config(t, env)
-	n, err := node.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	n, err := edge.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open node: %v", err)
 	}
@@ -487,7 +487,7 @@ func TestRestoreOnStart(t *testing.T) {
 
 	// 3. Restart with Postgres unreachable: the outbox is restored (seqs
 	// 11-17), and the sequence jumps to the clock-derived floor.
-	before := node.ClockFloor(time.Now())
+	before := edge.ClockFloor(time.Now())
 	env = edgeEnv(id, dir, closedURL(t), replicaURL)
 	p = edgetest.Start(t, env)
 	sum = summaryOf(t, p.PrivateURL)
@@ -534,7 +534,7 @@ func TestRefuseStartWithoutReplica(t *testing.T) {
 	}
 	env := edgeEnv("edge-x", t.TempDir(), "", "file://"+filepath.ToSlash(notADir))
 	env["MAILSLOT_ADDR"], env["MAILSLOT_PRIVATE_ADDR"] = "127.0.0.1:0", "127.0.0.1:0"
-	n, err := node.Open(context.Background(), edgetest.Config(t, env), slog.New(slog.DiscardHandler))
+	n, err := edge.Open(context.Background(), edgetest.Config(t, env), slog.New(slog.DiscardHandler))
 	if err == nil {
 		_ = n.Close()
 		t.Fatal("the edge started on an empty outbox with its replica unreadable")

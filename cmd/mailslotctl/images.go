@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mailslot/mailslot/sync/dispatch"
+	"github.com/mailslot/mailslot/sync/images"
 )
 
 const imagesUsage = `usage: mailslotctl images <command> [flags]
@@ -75,7 +75,7 @@ func imagesList(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	switch *state {
-	case "", dispatch.StateQueued, dispatch.StateRunning, dispatch.StateFailed, dispatch.StateSucceeded, dispatch.StateDead, dispatch.StateCancelled:
+	case "", images.StateQueued, images.StateRunning, images.StateFailed, images.StateSucceeded, images.StateDead, images.StateCancelled:
 	default:
 		return fmt.Errorf("%w: --state %q is not a job state", errUsage, *state)
 	}
@@ -84,7 +84,7 @@ func imagesList(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	jobs, err := dispatch.NewStore(conn).List(ctx, *state, *limit)
+	jobs, err := images.NewStore(conn).List(ctx, *state, *limit)
 	if err != nil {
 		return imagesSchemaHint(err)
 	}
@@ -128,7 +128,7 @@ func imagesStatus(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		j, err := dispatch.NewStore(conn).Get(ctx, id)
+		j, err := images.NewStore(conn).Get(ctx, id)
 		if err != nil {
 			return imagesSchemaHint(err)
 		}
@@ -137,7 +137,7 @@ func imagesStatus(ctx context.Context, e env, args []string) error {
 		}
 		return printImageJob(e.stdout, j)
 	}
-	st, err := dispatch.ReadStatus(ctx, conn, imageProvider(e), *budget)
+	st, err := images.ReadStatus(ctx, conn, imageProvider(e), *budget)
 	if err != nil {
 		return imagesSchemaHint(err)
 	}
@@ -148,7 +148,7 @@ func imagesStatus(ctx context.Context, e env, args []string) error {
 }
 
 // printImageStatus is the summary `images status` prints.
-func printImageStatus(w io.Writer, st dispatch.Status) error {
+func printImageStatus(w io.Writer, st images.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "provider\t%s\n", st.Provider)
 	due := fmt.Sprintf("%d due now", st.Ready)
@@ -177,7 +177,7 @@ func printImageStatus(w io.Writer, st dispatch.Status) error {
 // of mailslotctl status. A schema without the image tables, or a fleet that
 // has never described an image, prints nothing.
 func writeImageSummary(ctx context.Context, e env, conn *pgx.Conn) error {
-	st, err := dispatch.ReadStatus(ctx, conn, imageProvider(e), imageEnvFloat(e, "MAILSLOT_IMAGE_MONTHLY_BUDGET", 10))
+	st, err := images.ReadStatus(ctx, conn, imageProvider(e), imageEnvFloat(e, "MAILSLOT_IMAGE_MONTHLY_BUDGET", 10))
 	if err != nil {
 		if errors.Is(imagesSchemaHint(err), errImagesSchema) {
 			return nil
@@ -197,13 +197,13 @@ func writeImageSummary(ctx context.Context, e env, conn *pgx.Conn) error {
 	return nil
 }
 
-func printImageJob(w io.Writer, j dispatch.Job) error {
+func printImageJob(w io.Writer, j images.Job) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("id", strconv.FormatInt(j.ID, 10))
 	row("state", j.State)
 	row("attempts", fmt.Sprintf("%d of %d", j.Attempts, j.MaxAttempts))
-	if j.State == dispatch.StateQueued || j.State == dispatch.StateFailed {
+	if j.State == images.StateQueued || j.State == images.StateFailed {
 		row("runs after", j.RunAfter.Format(time.RFC3339))
 	}
 	row("lead", imageLead(j))
@@ -235,7 +235,7 @@ func imagesSubmit(ctx context.Context, e env, args []string) error {
 	file := fs.String("file", "", "an image file to upload (JPEG, PNG, GIF or WebP)")
 	lead := fs.Int64("lead", 0, "attach the job to this lead id (erasing the lead deletes the job)")
 	hosts := fs.String("allowed-hosts", e.getenv("MAILSLOT_IMAGE_ALLOWED_HOSTS"), "comma-separated hosts an image URL may name (default $MAILSLOT_IMAGE_ALLOWED_HOSTS)")
-	attempts := fs.Int("max-attempts", imageEnvInt(e, "MAILSLOT_IMAGE_MAX_ATTEMPTS", dispatch.DefaultMaxAttempts), "attempts before the job is dead")
+	attempts := fs.Int("max-attempts", imageEnvInt(e, "MAILSLOT_IMAGE_MAX_ATTEMPTS", images.DefaultMaxAttempts), "attempts before the job is dead")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -243,16 +243,16 @@ func imagesSubmit(ctx context.Context, e env, args []string) error {
 	if (*imageURL == "") == (*file == "") {
 		return fmt.Errorf("%w: give exactly one of --url and --file", errUsage)
 	}
-	lim := dispatch.Limits{
-		MaxUploadBytes:   int64(imageEnvInt(e, "MAILSLOT_IMAGE_MAX_UPLOAD_BYTES", dispatch.DefaultMaxUploadBytes)),
-		UploadStoreBytes: int64(imageEnvInt(e, "MAILSLOT_IMAGE_UPLOAD_STORE_BYTES", dispatch.DefaultUploadStoreBytes)),
+	lim := images.Limits{
+		MaxUploadBytes:   int64(imageEnvInt(e, "MAILSLOT_IMAGE_MAX_UPLOAD_BYTES", images.DefaultMaxUploadBytes)),
+		UploadStoreBytes: int64(imageEnvInt(e, "MAILSLOT_IMAGE_UPLOAD_STORE_BYTES", images.DefaultUploadStoreBytes)),
 	}
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			lim.AllowedHosts = append(lim.AllowedHosts, h)
 		}
 	}
-	sub := dispatch.Submission{URL: *imageURL, SubmittedBy: "mailslotctl", MaxAttempts: *attempts}
+	sub := images.Submission{URL: *imageURL, SubmittedBy: "mailslotctl", MaxAttempts: *attempts}
 	if *lead > 0 {
 		sub.LeadID = lead
 	}
@@ -272,8 +272,8 @@ func imagesSubmit(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	j, err := dispatch.NewStore(conn).Submit(ctx, sub, lim)
-	var inErr *dispatch.InputError
+	j, err := images.NewStore(conn).Submit(ctx, sub, lim)
+	var inErr *images.InputError
 	switch {
 	case errors.As(err, &inErr):
 		hint := ""
@@ -281,9 +281,9 @@ func imagesSubmit(ctx context.Context, e env, args []string) error {
 			hint = " (add the host to --allowed-hosts or MAILSLOT_IMAGE_ALLOWED_HOSTS)"
 		}
 		return fmt.Errorf("%w: %s is %s%s", errUsage, inErr.Field, strings.ReplaceAll(inErr.Code, "_", " "), hint)
-	case errors.Is(err, dispatch.ErrLeadNotFound):
+	case errors.Is(err, images.ErrLeadNotFound):
 		return fmt.Errorf("%w: lead %d does not exist", errUsage, *lead)
-	case errors.Is(err, dispatch.ErrUploadStoreFull):
+	case errors.Is(err, images.ErrUploadStoreFull):
 		return fmt.Errorf("upload storage is full (MAILSLOT_IMAGE_UPLOAD_STORE_BYTES): wait for jobs to finish, or cancel dead ones")
 	case err != nil:
 		return imagesSchemaHint(err)
@@ -317,10 +317,10 @@ func imagesChange(ctx context.Context, e env, op string, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	store := dispatch.NewStore(conn)
+	store := images.NewStore(conn)
 	var failed []string
 	for _, id := range ids {
-		var j dispatch.Job
+		var j images.Job
 		if op == "retry" {
 			j, err = store.Retry(ctx, id)
 		} else {
@@ -357,7 +357,7 @@ func imageJobID(s string) (int64, error) {
 	return id, nil
 }
 
-func imageLead(j dispatch.Job) string {
+func imageLead(j images.Job) string {
 	if j.LeadID == nil {
 		return "-"
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mailslot/mailslot/internal/pgtest"
-	"github.com/mailslot/mailslot/sync/dispatch"
+	"github.com/mailslot/mailslot/sync/images"
 )
 
 // imagesCtl runs `mailslotctl images …` in-process.
@@ -37,8 +37,8 @@ func TestImagesCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}
-	var job dispatch.Job
-	if err := json.Unmarshal([]byte(out), &job); err != nil || job.State != dispatch.StateQueued || job.SubmittedBy != "mailslotctl" {
+	var job images.Job
+	if err := json.Unmarshal([]byte(out), &job); err != nil || job.State != images.StateQueued || job.SubmittedBy != "mailslotctl" {
 		t.Fatalf("submit printed %q (%v)", out, err)
 	}
 
@@ -65,7 +65,7 @@ func TestImagesCommands(t *testing.T) {
 		t.Errorf("status:\n%s%v", out, err)
 	}
 	out, _, err = imagesCtl(t, env, "status", "--json")
-	var st dispatch.Status
+	var st images.Status
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.QueueDepth != 2 || st.Provider != "replicate" {
 		t.Errorf("status --json: %q %v", out, err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mailslot/mailslot/edge/node"
+	"github.com/mailslot/mailslot/edge"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
@@ -63,7 +63,7 @@ func privNode(t *testing.T, dbURL string) (public, private string) {
 		"MAILSLOT_ADDR": "127.0.0.1:0", "MAILSLOT_PRIVATE_ADDR": "127.0.0.1:0",
 		"MAILSLOT_SYNC_INTERVAL": "20ms", "MAILSLOT_TOMBSTONE_INTERVAL": "50ms",
 	})
-	n, err := node.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	n, err := edge.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open node: %v", err)
 	}

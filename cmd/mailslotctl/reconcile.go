@@ -18,7 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // exitMissing is reconcile's exit status while rows are missing from

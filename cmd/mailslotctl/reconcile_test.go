@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // deleteByHand removes what sync applied for seqs of nodeID, as an

@@ -10,10 +10,11 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // TestRecover restores a node's outbox from its replica and syncs what
@@ -39,7 +40,7 @@ func TestRecover(t *testing.T) {
 	e = startInproc(t, edgeEnv(id, dir, closedURL(t), replicaURL))
 	load(t, e.URL, "pending", 4, 3)
 	_, err := e.Outbox.Submit(context.Background(), outbox.Submission{Records: []outbox.Record{{
-		ID: uuid.NewString(), Kind: outbox.KindLead, ReceivedAt: time.Now(), Payload: []byte(`{"property":"example.com"}`),
+		ID: uuid.NewString(), Kind: mailslot.KindLead, ReceivedAt: time.Now(), Payload: []byte(`{"property":"example.com"}`),
 	}}})
 	if err != nil {
 		t.Fatal(err)

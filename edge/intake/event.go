@@ -7,15 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pii"
-)
-
-// Event types.
-const (
-	EventPageView   = "page_view"
-	EventFormSubmit = "form_submit"
-	EventClick      = "click"
-	EventCustom     = "custom"
 )
 
 // Limits on an event's props map.
@@ -25,24 +18,9 @@ const (
 	maxPropValue = 256
 )
 
-// Event is a validated telemetry event, as stored in the outbox payload.
-type Event struct {
-	Type         string         `json:"type"`
-	Property     string         `json:"property"`
-	Name         string         `json:"name,omitempty"`
-	Page         string         `json:"page,omitempty"`
-	Referrer     string         `json:"referrer,omitempty"`
-	UTM          UTM            `json:"utm,omitzero"`
-	Props        map[string]any `json:"props,omitempty"`
-	SubmissionID string         `json:"submission_id,omitempty"`
-	// ClientTime is the browser's clock, kept beside the receive time; it is
-	// never trusted for ordering.
-	ClientTime *time.Time `json:"client_time,omitempty"`
-}
-
 // DecodeEvents parses one event object or {"events":[…]} with at most max
 // events. JSON and sendBeacon's text/plain carry the same JSON.
-func DecodeEvents(f Format, body []byte, max int) ([]Event, error) {
+func DecodeEvents(f Format, body []byte, max int) ([]mailslot.Event, error) {
 	if f != FormatJSON && f != FormatText {
 		return nil, &Error{Code: CodeInvalidJSON}
 	}
@@ -56,7 +34,7 @@ func DecodeEvents(f Format, body []byte, max int) ([]Event, error) {
 		if err := errs.err(); err != nil {
 			return nil, err
 		}
-		return []Event{ev}, nil
+		return []mailslot.Event{ev}, nil
 	}
 	if len(m) != 1 {
 		errs := fieldErrs{}
@@ -77,7 +55,7 @@ func DecodeEvents(f Format, body []byte, max int) ([]Event, error) {
 	if len(items) > max {
 		return nil, &Error{Code: CodeTooMany, Fields: map[string]string{"events": FieldTooLong}}
 	}
-	out := make([]Event, 0, len(items))
+	out := make([]mailslot.Event, 0, len(items))
 	errs := fieldErrs{}
 	for i, item := range items {
 		prefix := "events." + strconv.Itoa(i) + "."
@@ -98,8 +76,8 @@ func DecodeEvents(f Format, body []byte, max int) ([]Event, error) {
 	return out, nil
 }
 
-func decodeEvent(m map[string]json.RawMessage, prefix string) (Event, fieldErrs) {
-	var ev Event
+func decodeEvent(m map[string]json.RawMessage, prefix string) (mailslot.Event, fieldErrs) {
+	var ev mailslot.Event
 	errs := fieldErrs{}
 	str := func(k string, raw json.RawMessage) (string, bool) {
 		s, ok := jsonString(raw)
@@ -114,7 +92,7 @@ func decodeEvent(m map[string]json.RawMessage, prefix string) (Event, fieldErrs)
 		case "type":
 			if s, ok := str(k, raw); ok {
 				switch s {
-				case EventPageView, EventFormSubmit, EventClick, EventCustom:
+				case mailslot.EventPageView, mailslot.EventFormSubmit, mailslot.EventClick, mailslot.EventCustom:
 					ev.Type = s
 				case "":
 				default:
@@ -149,7 +127,7 @@ func decodeEvent(m map[string]json.RawMessage, prefix string) (Event, fieldErrs)
 			}
 			for uk, uv := range vals {
 				name := strings.TrimPrefix(uk, "utm_")
-				p := ev.UTM.field(name)
+				p := utmField(&ev.UTM, name)
 				if p == nil {
 					errs.add(prefix+"utm."+name, FieldUnknown)
 					continue

@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/internal/pii"
 )
@@ -171,7 +172,7 @@ func checkIdent(t *testing.T, name, v string, max int, required bool) {
 	}
 }
 
-func checkUTM(t *testing.T, u intake.UTM) {
+func checkUTM(t *testing.T, u mailslot.UTM) {
 	t.Helper()
 	for name, v := range map[string]string{"source": u.Source, "medium": u.Medium, "campaign": u.Campaign, "term": u.Term, "content": u.Content} {
 		checkText(t, "utm "+name, v, 200)
@@ -191,7 +192,7 @@ func checkLead(t *testing.T, req intake.LeadRequest) {
 	}
 	checkIdent(t, "property", req.Property, 64, true)
 	switch req.Consent {
-	case intake.ConsentPending, intake.ConsentExpress, intake.ConsentImplied:
+	case mailslot.ConsentPending, mailslot.ConsentExpress, mailslot.ConsentImplied:
 	default:
 		t.Fatalf("consent %q", req.Consent)
 	}
@@ -205,10 +206,10 @@ func checkLead(t *testing.T, req intake.LeadRequest) {
 	checkUTM(t, req.UTM)
 }
 
-func checkEvent(t *testing.T, ev intake.Event) {
+func checkEvent(t *testing.T, ev mailslot.Event) {
 	t.Helper()
 	switch ev.Type {
-	case intake.EventPageView, intake.EventFormSubmit, intake.EventClick, intake.EventCustom:
+	case mailslot.EventPageView, mailslot.EventFormSubmit, mailslot.EventClick, mailslot.EventCustom:
 	default:
 		t.Fatalf("event type %q", ev.Type)
 	}
@@ -247,15 +248,15 @@ func checkEvent(t *testing.T, ev intake.Event) {
 
 // checkPayload holds EncodePayload to encoding/json's encoding of the whole
 // payload.
-func checkPayload(t *testing.T, lead intake.Lead, leadJSON []byte) {
+func checkPayload(t *testing.T, lead mailslot.Lead, leadJSON []byte) {
 	t.Helper()
-	rec := intake.ConsentRecord{Property: lead.Property, PolicyVersion: lead.PolicyVersion, Status: lead.Consent,
+	rec := mailslot.ConsentRecord{Property: lead.Property, PolicyVersion: lead.PolicyVersion, Status: lead.Consent,
 		Source: lead.Source, RecordedAt: time.Date(2026, 1, 2, 3, 4, 5, 6000000, time.UTC), IPHMAC: "00ff"}
-	got, err := intake.EncodePayload(leadJSON, rec)
+	got, err := mailslot.EncodePayload(leadJSON, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := json.Marshal(intake.LeadPayload{Lead: lead, ConsentRecord: rec})
+	want, err := json.Marshal(mailslot.LeadPayload{Lead: lead, ConsentRecord: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +266,11 @@ func checkPayload(t *testing.T, lead intake.Lead, leadJSON []byte) {
 }
 
 func TestEncodePayload(t *testing.T) {
-	for _, lead := range []intake.Lead{
-		{Email: "a@example.com", Property: "p", Consent: intake.ConsentPending},
-		{Email: "a@example.com", Property: "p", Consent: intake.ConsentExpress, PolicyVersion: "v1", Source: "footer",
+	for _, lead := range []mailslot.Lead{
+		{Email: "a@example.com", Property: "p", Consent: mailslot.ConsentPending},
+		{Email: "a@example.com", Property: "p", Consent: mailslot.ConsentExpress, PolicyVersion: "v1", Source: "footer",
 			Name: "<Zoë & \u2028 \"co\">", Page: "https://example.com/?a=1&b=2", Referrer: "https://r.example",
-			UTM: intake.UTM{Source: "s", Content: "c"}, ImageURL: "https://cdn.example.com/a.png"},
+			UTM: mailslot.UTM{Source: "s", Content: "c"}, ImageURL: "https://cdn.example.com/a.png"},
 	} {
 		b, err := json.Marshal(lead)
 		if err != nil {
@@ -277,7 +278,7 @@ func TestEncodePayload(t *testing.T) {
 		}
 		checkPayload(t, lead, b)
 	}
-	if _, err := intake.EncodePayload([]byte("null"), intake.ConsentRecord{}); err == nil {
+	if _, err := mailslot.EncodePayload([]byte("null"), mailslot.ConsentRecord{}); err == nil {
 		t.Error("EncodePayload took a lead that is not an object")
 	}
 }

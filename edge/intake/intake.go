@@ -14,6 +14,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mailslot/mailslot"
 )
 
 // Body formats a request may use.
@@ -122,19 +124,8 @@ func AsError(err error) (*Error, bool) {
 	return e, ok
 }
 
-// UTM holds the five campaign parameters.
-type UTM struct {
-	Source   string `json:"source,omitempty"`
-	Medium   string `json:"medium,omitempty"`
-	Campaign string `json:"campaign,omitempty"`
-	Term     string `json:"term,omitempty"`
-	Content  string `json:"content,omitempty"`
-}
-
-// IsZero reports whether no parameter is set.
-func (u UTM) IsZero() bool { return u == UTM{} }
-
-func (u *UTM) field(name string) *string {
+// utmField is the member of u that a flat utm_<name> field sets.
+func utmField(u *mailslot.UTM, name string) *string {
 	switch name {
 	case "source":
 		return &u.Source

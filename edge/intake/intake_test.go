@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
 )
 
@@ -54,7 +55,7 @@ func TestDecodeLead(t *testing.T) {
 			name:   "json minimal",
 			format: intake.FormatJSON,
 			body:   `{"email":"A@Example.com","property":"p"}`,
-			want:   intake.LeadRequest{Lead: intake.Lead{Email: "a@example.com", Property: "p", Consent: "pending"}},
+			want:   intake.LeadRequest{Lead: mailslot.Lead{Email: "a@example.com", Property: "p", Consent: "pending"}},
 		},
 		{
 			name:   "json everything",
@@ -64,9 +65,9 @@ func TestDecodeLead(t *testing.T) {
 				"utm":{"source":"s","medium":"m","campaign":"c","term":"t","content":"x"},
 				"redirect":"https://x.example/ok","idempotency_key":"k-1","website":"  "}`,
 			want: intake.LeadRequest{
-				Lead: intake.Lead{Email: "a@example.com", Property: "site.a:b-c_d", Consent: "express", PolicyVersion: "v2",
+				Lead: mailslot.Lead{Email: "a@example.com", Property: "site.a:b-c_d", Consent: "express", PolicyVersion: "v2",
 					Source: "footer", Name: "Ann  Lee", Page: "https://x.example/", Referrer: "https://r.example/",
-					UTM: intake.UTM{Source: "s", Medium: "m", Campaign: "c", Term: "t", Content: "x"}},
+					UTM: mailslot.UTM{Source: "s", Medium: "m", Campaign: "c", Term: "t", Content: "x"}},
 				Redirect: "https://x.example/ok", IdemKey: "k-1",
 			},
 		},
@@ -74,20 +75,20 @@ func TestDecodeLead(t *testing.T) {
 			name:   "json null members are absent",
 			format: intake.FormatJSON,
 			body:   `{"email":"a@example.com","property":"p","name":null,"utm":null}`,
-			want:   intake.LeadRequest{Lead: intake.Lead{Email: "a@example.com", Property: "p", Consent: "pending"}},
+			want:   intake.LeadRequest{Lead: mailslot.Lead{Email: "a@example.com", Property: "p", Consent: "pending"}},
 		},
 		{
 			name:   "form with flat utm",
 			format: intake.FormatForm,
 			body:   "email=a%40example.com&property=p&consent=implied&utm_source=s&utm_campaign=c",
-			want: intake.LeadRequest{Lead: intake.Lead{Email: "a@example.com", Property: "p", Consent: "implied",
-				UTM: intake.UTM{Source: "s", Campaign: "c"}}},
+			want: intake.LeadRequest{Lead: mailslot.Lead{Email: "a@example.com", Property: "p", Consent: "implied",
+				UTM: mailslot.UTM{Source: "s", Campaign: "c"}}},
 		},
 		{
 			name:   "honeypot",
 			format: intake.FormatForm,
 			body:   "email=a%40example.com&property=p&website=http%3A%2F%2Fspam",
-			want: intake.LeadRequest{Lead: intake.Lead{Email: "a@example.com", Property: "p", Consent: "pending"},
+			want: intake.LeadRequest{Lead: mailslot.Lead{Email: "a@example.com", Property: "p", Consent: "pending"},
 				Bot: true},
 		},
 		{name: "malformed json", format: intake.FormatJSON, body: `{"email"`, code: intake.CodeInvalidJSON},
@@ -207,22 +208,22 @@ func TestDecodeEvents(t *testing.T) {
 		format intake.Format
 		body   string
 		max    int
-		want   []intake.Event
+		want   []mailslot.Event
 		code   string
 		fields map[string]string
 	}{
 		{
 			name: "single", format: intake.FormatJSON, max: 5,
 			body: `{"type":"page_view","property":"p","page":" https://x.example/ ","ts":"2025-03-01T10:00:00+01:00"}`,
-			want: []intake.Event{{Type: "page_view", Property: "p", Page: "https://x.example/", ClientTime: &ts}},
+			want: []mailslot.Event{{Type: "page_view", Property: "p", Page: "https://x.example/", ClientTime: &ts}},
 		},
 		{
 			name: "beacon batch", format: intake.FormatText, max: 2,
 			body: `{"events":[{"type":"click","property":"p","name":"cta","props":{"n":1.5,"b":false,"s":"x","z":null}},
 				{"type":"custom","property":"p","ts":1740819600000,"submission_id":"s1","utm":{"source":"a"}}]}`,
-			want: []intake.Event{
+			want: []mailslot.Event{
 				{Type: "click", Property: "p", Name: "cta", Props: map[string]any{"n": 1.5, "b": false, "s": "x", "z": nil}},
-				{Type: "custom", Property: "p", ClientTime: &ts, SubmissionID: "s1", UTM: intake.UTM{Source: "a"}},
+				{Type: "custom", Property: "p", ClientTime: &ts, SubmissionID: "s1", UTM: mailslot.UTM{Source: "a"}},
 			},
 		},
 		{name: "form is no event format", format: intake.FormatForm, body: `type=click`, max: 5, code: intake.CodeInvalidJSON},

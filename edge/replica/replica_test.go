@@ -15,8 +15,9 @@ import (
 	"github.com/google/uuid"
 	_ "modernc.org/sqlite"
 
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 const nodeID = "node-a"
@@ -37,7 +38,7 @@ func submit(t *testing.T, out *outbox.Outbox, n int) []string {
 	for i := range ids {
 		ids[i] = uuid.NewString()
 		_, err := out.Submit(context.Background(), outbox.Submission{Records: []outbox.Record{{
-			ID: ids[i], Kind: outbox.KindEvent, ReceivedAt: time.Now(),
+			ID: ids[i], Kind: mailslot.KindEvent, ReceivedAt: time.Now(),
 			Payload: []byte(`{"type":"page_view","property":"example.com"}`),
 		}}})
 		if err != nil {

@@ -95,7 +95,7 @@ type Config struct {
 
 	ShutdownTimeout time.Duration
 
-	// Images configures image descriptions (sync/dispatch).
+	// Images configures image descriptions (sync/images).
 	Images Images
 }
 

@@ -29,10 +29,11 @@ import (
 
 	_ "modernc.org/sqlite" // the outbox driver, for reading the file directly
 
-	"github.com/mailslot/mailslot/edge"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // Values of the test configuration, for assertions.
@@ -114,12 +115,12 @@ func OpenOutbox(t testing.TB, cfg *config.Config) *outbox.Outbox {
 	return out
 }
 
-// Edge is an edge.Server on a real outbox, with both handlers.
+// Edge is an api.Server on a real outbox, with both handlers.
 type Edge struct {
 	Config  *config.Config
 	Outbox  *outbox.Outbox
 	Hasher  *pii.Hasher
-	Server  *edge.Server
+	Server  *api.Server
 	Public  http.Handler
 	Private http.Handler
 }
@@ -127,15 +128,15 @@ type Edge struct {
 // NewEdge builds an Edge from the test configuration with overrides. edit,
 // when given, may set the Options' Logger, Now or SyncStatus; Config, Outbox
 // and Hasher are filled in.
-func NewEdge(t testing.TB, overrides map[string]string, edit ...func(*edge.Options)) *Edge {
+func NewEdge(t testing.TB, overrides map[string]string, edit ...func(*api.Options)) *Edge {
 	t.Helper()
 	cfg := Config(t, overrides)
 	e := &Edge{Config: cfg, Outbox: OpenOutbox(t, cfg), Hasher: pii.NewHasher([]byte(cfg.IPPepper))}
-	opts := edge.Options{Config: cfg, Outbox: e.Outbox, Hasher: e.Hasher}
+	opts := api.Options{Config: cfg, Outbox: e.Outbox, Hasher: e.Hasher}
 	for _, f := range edit {
 		f(&opts)
 	}
-	e.Server = edge.New(opts)
+	e.Server = api.New(opts)
 	e.Public = e.Server.Handler()
 	e.Private = e.Server.PrivateHandler()
 	return e
@@ -205,13 +206,13 @@ func Count(t testing.TB, db *sql.DB, query string, args ...any) int {
 }
 
 // CountKind is the number of outbox rows of a kind.
-func CountKind(t testing.TB, db *sql.DB, kind outbox.Kind) int {
+func CountKind(t testing.TB, db *sql.DB, kind mailslot.Kind) int {
 	t.Helper()
 	return Count(t, db, `SELECT count(*) FROM outbox WHERE kind = ?`, string(kind))
 }
 
 // Payloads returns the decoded payloads of a kind's rows in seq order.
-func Payloads(t testing.TB, db *sql.DB, kind outbox.Kind) []map[string]any {
+func Payloads(t testing.TB, db *sql.DB, kind mailslot.Kind) []map[string]any {
 	t.Helper()
 	rows, err := db.Query(`SELECT payload FROM outbox WHERE kind = ? ORDER BY seq`, string(kind))
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mailslot/mailslot/edge"
+	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/logging"
 )
@@ -182,7 +182,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestServerLogsNoSecrets drives a real edge.Server, logging at debug
+// TestServerLogsNoSecrets drives a real api.Server, logging at debug
 // level, with requests that carry an email, client addresses, bearer and
 // query tokens, in good and bad requests, up to a full outbox; then looks
 // for each of them in the log.
@@ -202,7 +202,7 @@ func TestServerLogsNoSecrets(t *testing.T) {
 		"MAILSLOT_OUTBOX_MAX_ROWS":  "4",
 		"MAILSLOT_RATE_RPS":         "0.001",
 		"MAILSLOT_RATE_BURST":       "30",
-	}, func(o *edge.Options) { o.Logger = logging.New(&sink, slog.LevelDebug) })
+	}, func(o *api.Options) { o.Logger = logging.New(&sink, slog.LevelDebug) })
 
 	send := func(method, target, contentType, body, remote string, header ...string) int {
 		req := httptest.NewRequest(method, target, strings.NewReader(body))

@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // ErrRaced means another writer applied some of the batch's keys while
@@ -37,7 +37,7 @@ func (e *PoisonError) Error() string { return fmt.Sprintf("row %d: %s", e.Seq, e
 // Rank of each consent basis: a submission can raise a lead's basis, never
 // lower it. "withdrawn" is not a basis but a time (withdrawn_at), so that
 // the merge is the same whatever order rows arrive in.
-var basisRank = map[string]int{intake.ConsentPending: 1, intake.ConsentImplied: 2, intake.ConsentExpress: 3}
+var basisRank = map[string]int{mailslot.ConsentPending: 1, mailslot.ConsentImplied: 2, mailslot.ConsentExpress: 3}
 
 // decoded is a batch with payloads parsed, split by kind, and its order
 // kept: consent changes and erasures must apply between the sign-ups that
@@ -52,7 +52,7 @@ type decoded struct {
 
 // item points into one of decoded's kind lists.
 type item struct {
-	kind  outbox.Kind
+	kind  mailslot.Kind
 	index int
 	// erased marks a row the edge scrubbed before it synced: it reaches
 	// the ledger only.
@@ -61,19 +61,19 @@ type item struct {
 
 type leadRow struct {
 	row outbox.Row
-	p   intake.LeadPayload
+	p   mailslot.LeadPayload
 }
 
 type eventRow struct {
 	row outbox.Row
-	ev  intake.Event
+	ev  mailslot.Event
 }
 
 // controlRow is a consent change or an erasure request.
 type controlRow struct {
 	row     outbox.Row
-	consent *intake.ConsentChange
-	erasure *intake.ErasureRequest
+	consent *mailslot.ConsentChange
+	erasure *mailslot.ErasureRequest
 }
 
 // decode parses every payload; a row that does not parse is poison.
@@ -86,14 +86,14 @@ func decode(rows []outbox.Row) (decoded, []*PoisonError) {
 			bad(r, "submission id is not a UUID")
 			continue
 		}
-		if string(r.Payload) == outbox.ErasedPayload {
+		if string(r.Payload) == mailslot.ErasedPayload {
 			d.order = append(d.order, item{kind: r.Kind, erased: true})
 			d.all = append(d.all, r)
 			continue
 		}
 		switch r.Kind {
-		case outbox.KindLead:
-			var p intake.LeadPayload
+		case mailslot.KindLead:
+			var p mailslot.LeadPayload
 			if err := json.Unmarshal(r.Payload, &p); err != nil {
 				bad(r, "lead payload: "+err.Error())
 				continue
@@ -104,25 +104,25 @@ func decode(rows []outbox.Row) (decoded, []*PoisonError) {
 			}
 			d.order = append(d.order, item{kind: r.Kind, index: len(d.leads)})
 			d.leads = append(d.leads, leadRow{row: r, p: p})
-		case outbox.KindEvent:
-			var ev intake.Event
+		case mailslot.KindEvent:
+			var ev mailslot.Event
 			if err := json.Unmarshal(r.Payload, &ev); err != nil {
 				bad(r, "event payload: "+err.Error())
 				continue
 			}
 			d.order = append(d.order, item{kind: r.Kind, index: len(d.events)})
 			d.events = append(d.events, eventRow{row: r, ev: ev})
-		case outbox.KindConsent:
-			var c intake.ConsentChange
+		case mailslot.KindConsent:
+			var c mailslot.ConsentChange
 			if err := json.Unmarshal(r.Payload, &c); err != nil || len(r.EmailHMAC) == 0 || c.Property == "" ||
-				(c.Action != intake.ActionConfirm && c.Action != intake.ActionUnsubscribe) {
+				(c.Action != mailslot.ActionConfirm && c.Action != mailslot.ActionUnsubscribe) {
 				bad(r, "consent change payload is incomplete")
 				continue
 			}
 			d.order = append(d.order, item{kind: r.Kind, index: len(d.controls)})
 			d.controls = append(d.controls, controlRow{row: r, consent: &c})
-		case outbox.KindErasure:
-			var e intake.ErasureRequest
+		case mailslot.KindErasure:
+			var e mailslot.ErasureRequest
 			if err := json.Unmarshal(r.Payload, &e); err != nil || len(r.EmailHMAC) == 0 {
 				bad(r, "erasure request payload is incomplete")
 				continue
@@ -163,7 +163,7 @@ func optional(s string) *string {
 	return &s
 }
 
-func utmJSON(u intake.UTM) *string {
+func utmJSON(u mailslot.UTM) *string {
 	if u.IsZero() {
 		return nil
 	}
@@ -211,9 +211,9 @@ func mergeLeads(leads []leadRow) []*leadMerge {
 			m.name, m.nameAt = optional(l.p.Name), at
 		}
 		switch l.p.Consent {
-		case intake.ConsentExpress:
+		case mailslot.ConsentExpress:
 			m.expressAt = later(m.expressAt, at)
-		case intake.ConsentImplied:
+		case mailslot.ConsentImplied:
 			m.impliedAt = later(m.impliedAt, at)
 		}
 		m.submissions++
@@ -480,14 +480,14 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 		switch {
 		case it.erased:
 			outcome = outcomeErased
-		case it.kind == outbox.KindLead && covered(r):
+		case it.kind == mailslot.KindLead && covered(r):
 			outcome = outcomeErased
 			segGone = append(segGone, d.leads[it.index])
-		case it.kind == outbox.KindLead:
+		case it.kind == mailslot.KindLead:
 			segLeads = append(segLeads, d.leads[it.index])
-		case it.kind == outbox.KindEvent:
+		case it.kind == mailslot.KindEvent:
 			segEvts = append(segEvts, d.events[it.index])
-		case it.kind == outbox.KindConsent && covered(r):
+		case it.kind == mailslot.KindConsent && covered(r):
 			outcome = outcomeErased
 		default: // consent change or erasure: apply what came before it first
 			flush()

@@ -18,10 +18,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 const (
@@ -121,28 +121,28 @@ func at(minutes int) time.Time { return base.Add(time.Duration(minutes) * time.M
 // lead makes an outbox row for s. Rows get their seq when they are applied
 // (in arrival order), so a row built here has none yet.
 func lead(email string, s sub) outbox.Row {
-	p := intake.LeadPayload{
-		Lead: intake.Lead{Email: email, Property: testProperty, Consent: s.consent, Name: s.name,
-			PolicyVersion: "2026-01", Source: "footer", Page: s.page, UTM: intake.UTM{Source: s.utm}, ImageURL: s.image},
-		ConsentRecord: intake.ConsentRecord{Property: testProperty, PolicyVersion: "2026-01", Status: s.consent,
+	p := mailslot.LeadPayload{
+		Lead: mailslot.Lead{Email: email, Property: testProperty, Consent: s.consent, Name: s.name,
+			PolicyVersion: "2026-01", Source: "footer", Page: s.page, UTM: mailslot.UTM{Source: s.utm}, ImageURL: s.image},
+		ConsentRecord: mailslot.ConsentRecord{Property: testProperty, PolicyVersion: "2026-01", Status: s.consent,
 			Source: "footer", RecordedAt: at(s.at)},
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(err)
 	}
-	return outbox.Row{ID: uuid.NewString(), NodeID: testNode, Kind: outbox.KindLead, ReceivedAt: at(s.at),
+	return outbox.Row{ID: uuid.NewString(), NodeID: testNode, Kind: mailslot.KindLead, ReceivedAt: at(s.at),
 		Payload: b, EmailHMAC: hasher.Email(email), IPHMAC: hasher.IP("192.0.2.7")}
 }
 
 // event makes an event row; submissionID links it to a sign-up.
 func event(minute int, submissionID string) outbox.Row {
-	b, err := json.Marshal(intake.Event{Type: intake.EventFormSubmit, Property: testProperty, Page: "/join",
-		UTM: intake.UTM{Campaign: "spring"}, Props: map[string]any{"step": 2.0}, SubmissionID: submissionID})
+	b, err := json.Marshal(mailslot.Event{Type: mailslot.EventFormSubmit, Property: testProperty, Page: "/join",
+		UTM: mailslot.UTM{Campaign: "spring"}, Props: map[string]any{"step": 2.0}, SubmissionID: submissionID})
 	if err != nil {
 		panic(err)
 	}
-	return outbox.Row{ID: uuid.NewString(), NodeID: testNode, Kind: outbox.KindEvent, ReceivedAt: at(minute),
+	return outbox.Row{ID: uuid.NewString(), NodeID: testNode, Kind: mailslot.KindEvent, ReceivedAt: at(minute),
 		Payload: b, IPHMAC: hasher.IP("192.0.2.7")}
 }
 
@@ -264,11 +264,11 @@ func sqlConstants(t *testing.T, files ...string) map[string]string {
 // through both arms of every upsert.
 func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
 	f := newFixture(t)
-	ann := lead("ann@example.com", sub{at: 1, consent: intake.ConsentPending, name: "Ann", utm: "news", page: "/a"})
+	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentPending, name: "Ann", utm: "news", page: "/a"})
 	batch1 := f.number(
 		ann,
-		lead("bob@example.com", sub{at: 2, consent: intake.ConsentExpress, image: "https://cdn.example.com/bob.jpg"}),
-		lead("ann@example.com", sub{at: 3, consent: intake.ConsentImplied, utm: "ads"}),
+		lead("bob@example.com", sub{at: 2, consent: mailslot.ConsentExpress, image: "https://cdn.example.com/bob.jpg"}),
+		lead("ann@example.com", sub{at: 3, consent: mailslot.ConsentImplied, utm: "ads"}),
 		event(4, ann.ID),
 		event(5, ""),
 	)
@@ -277,7 +277,7 @@ func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
 	}
 	// Second batch: the lead and node upserts take their UPDATE arm.
 	batch2 := f.number(
-		lead("ann@example.com", sub{at: 6, consent: intake.ConsentExpress, name: "Ann B"}),
+		lead("ann@example.com", sub{at: 6, consent: mailslot.ConsentExpress, name: "Ann B"}),
 		event(7, ann.ID),
 	)
 	f.apply(batch2...)
@@ -331,8 +331,8 @@ func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
 func TestSignUpImageGoesWithItsLead(t *testing.T) {
 	f := newFixture(t)
 	f.apply(f.number(
-		lead("cy@example.com", sub{at: 1, consent: intake.ConsentExpress, image: "https://cdn.example.com/cy.png"}),
-		lead("dee@example.com", sub{at: 2, consent: intake.ConsentExpress, image: "https://cdn.example.com/dee.png"}),
+		lead("cy@example.com", sub{at: 1, consent: mailslot.ConsentExpress, image: "https://cdn.example.com/cy.png"}),
+		lead("dee@example.com", sub{at: 2, consent: mailslot.ConsentExpress, image: "https://cdn.example.com/dee.png"}),
 	)...)
 	if got := f.int(`SELECT count(*) FROM mailslot.image_jobs WHERE lead_id IS NOT NULL`); got != 2 {
 		t.Fatalf("image jobs = %d, want 2", got)
@@ -350,7 +350,7 @@ func TestSignUpImageGoesWithItsLead(t *testing.T) {
 
 func TestJSONBColumnsHoldObjects(t *testing.T) {
 	f := newFixture(t)
-	l := lead("ann@example.com", sub{at: 1, consent: intake.ConsentExpress, utm: "news"})
+	l := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress, utm: "news"})
 	f.apply(f.number(l, event(2, l.ID))...)
 	tests := []struct{ name, sql, want string }{
 		{"leads.first_utm", `SELECT jsonb_typeof(first_utm) || ' ' || (first_utm->>'source') FROM mailslot.leads`, "object news"},
@@ -364,7 +364,7 @@ func TestJSONBColumnsHoldObjects(t *testing.T) {
 		}
 	}
 	// A sign-up without UTM stores SQL NULL, not a JSON null or "{}".
-	f.apply(f.number(lead("bob@example.com", sub{at: 3, consent: intake.ConsentExpress}))...)
+	f.apply(f.number(lead("bob@example.com", sub{at: 3, consent: mailslot.ConsentExpress}))...)
 	if got := f.text(`SELECT coalesce(jsonb_typeof(first_utm), 'sql null') FROM mailslot.leads WHERE email = 'bob@example.com'`); got != "sql null" {
 		t.Errorf("first_utm without UTM = %s, want SQL NULL", got)
 	}
@@ -372,11 +372,11 @@ func TestJSONBColumnsHoldObjects(t *testing.T) {
 
 func TestReplayIsANoOp(t *testing.T) {
 	f := newFixture(t)
-	ann := lead("ann@example.com", sub{at: 1, consent: intake.ConsentPending, name: "Ann", utm: "news"})
+	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentPending, name: "Ann", utm: "news"})
 	batch := f.number(
 		ann,
-		lead("bob@example.com", sub{at: 2, consent: intake.ConsentExpress}),
-		lead("ann@example.com", sub{at: 3, consent: intake.ConsentExpress}),
+		lead("bob@example.com", sub{at: 2, consent: mailslot.ConsentExpress}),
+		lead("ann@example.com", sub{at: 3, consent: mailslot.ConsentExpress}),
 		event(4, ann.ID),
 		event(5, ""),
 	)
@@ -400,7 +400,7 @@ func TestPartlyAppliedBatchAppliesOnlyTheRest(t *testing.T) {
 	f := newFixture(t)
 	var rows []outbox.Row
 	for i := range 10 {
-		rows = append(rows, lead(fmt.Sprintf("p%d@example.com", i%4), sub{at: i, consent: intake.ConsentPending}))
+		rows = append(rows, lead(fmt.Sprintf("p%d@example.com", i%4), sub{at: i, consent: mailslot.ConsentPending}))
 	}
 	rows = f.number(rows...)
 	// A crash after these committed but before the edge marked them.
@@ -516,9 +516,9 @@ func (f *fixture) checkLead(email string, want merged) {
 // order of the table above; the lead must come out the same each time.
 func TestConsentMergeRules(t *testing.T) {
 	const (
-		P = intake.ConsentPending
-		I = intake.ConsentImplied
-		E = intake.ConsentExpress
+		P = mailslot.ConsentPending
+		I = mailslot.ConsentImplied
+		E = mailslot.ConsentExpress
 	)
 	tests := []struct {
 		name string
@@ -567,9 +567,9 @@ func TestConsentMergeRules(t *testing.T) {
 // unsubscribe flow sets withdrawn_at) and then applies later batches.
 func TestWithdrawnIsKeptUntilANewerExpress(t *testing.T) {
 	const (
-		P = intake.ConsentPending
-		I = intake.ConsentImplied
-		E = intake.ConsentExpress
+		P = mailslot.ConsentPending
+		I = mailslot.ConsentImplied
+		E = mailslot.ConsentExpress
 	)
 	const withdrawnAt = 5
 	tests := []struct {
@@ -615,15 +615,15 @@ func TestWithdrawnIsKeptUntilANewerExpress(t *testing.T) {
 // same lead every time.
 func TestMergeIsTheSameWhateverTheOrder(t *testing.T) {
 	set := []sub{
-		{at: 1, consent: intake.ConsentPending, name: "Ann", utm: "s1", page: "/1"},
-		{at: 2, consent: intake.ConsentImplied, page: "/2"},
-		{at: 3, consent: intake.ConsentPending, name: "Bea", utm: "s3"},
-		{at: 4, consent: intake.ConsentExpress, utm: "s4", page: "/4"},
-		{at: 5, consent: intake.ConsentPending, utm: "s5", page: "/5"},
+		{at: 1, consent: mailslot.ConsentPending, name: "Ann", utm: "s1", page: "/1"},
+		{at: 2, consent: mailslot.ConsentImplied, page: "/2"},
+		{at: 3, consent: mailslot.ConsentPending, name: "Bea", utm: "s3"},
+		{at: 4, consent: mailslot.ConsentExpress, utm: "s4", page: "/4"},
+		{at: 5, consent: mailslot.ConsentPending, utm: "s5", page: "/5"},
 	}
 	splits := [][]int{{5}, {1, 1, 1, 1, 1}, {2, 3}, {1, 2, 2}, {3, 1, 1}, {1, 4}, {4, 1}}
 	f := newFixture(t)
-	want := merged{status: intake.ConsentExpress, basis: intake.ConsentExpress, name: "Bea", firstUTM: "s1", lastUTM: "s5",
+	want := merged{status: mailslot.ConsentExpress, basis: mailslot.ConsentExpress, name: "Bea", firstUTM: "s1", lastUTM: "s5",
 		firstAt: 1, lastAt: 5, firstPage: "/1", lastPage: "/5", submissions: 5}
 	var reference string
 	n := 0
@@ -691,7 +691,7 @@ func permutations(n int) func(yield func([]int) bool) {
 
 func TestEventsLinkToTheirLead(t *testing.T) {
 	f := newFixture(t)
-	ann := lead("ann@example.com", sub{at: 1, consent: intake.ConsentExpress})
+	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress})
 	sameBatch, anonymous := event(2, ann.ID), event(3, "")
 	unknown, notUUID := event(4, uuid.NewString()), event(5, "checkout-7")
 	f.apply(f.number(ann, sameBatch, anonymous, unknown, notUUID)...)
@@ -719,8 +719,8 @@ func TestEventsLinkToTheirLead(t *testing.T) {
 
 func TestDeletingALeadKeepsItsEventsAndConsentRecords(t *testing.T) {
 	f := newFixture(t)
-	ann := lead("ann@example.com", sub{at: 1, consent: intake.ConsentExpress})
-	f.apply(f.number(ann, lead("ann@example.com", sub{at: 2, consent: intake.ConsentPending}), event(3, ann.ID))...)
+	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress})
+	f.apply(f.number(ann, lead("ann@example.com", sub{at: 2, consent: mailslot.ConsentPending}), event(3, ann.ID))...)
 	if n := f.int(`SELECT count(*) FROM mailslot.events WHERE lead_id IS NOT NULL`); n != 1 {
 		t.Fatalf("linked events before the delete = %d, want 1", n)
 	}
@@ -743,7 +743,7 @@ func TestDeletingALeadKeepsItsEventsAndConsentRecords(t *testing.T) {
 }
 
 func TestDecodeSetsPoisonAside(t *testing.T) {
-	good := lead("ann@example.com", sub{at: 1, consent: intake.ConsentExpress})
+	good := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress})
 	tests := []struct {
 		name   string
 		edit   func(r *outbox.Row)
@@ -754,7 +754,7 @@ func TestDecodeSetsPoisonAside(t *testing.T) {
 		{"unknown kind", func(r *outbox.Row) { r.Kind = "erasure?" }, "unknown row kind"},
 		{"no consent", func(r *outbox.Row) { r.Payload = []byte(`{"email":"a@b.example","property":"p"}`) }, "lacks consent"},
 		{"no email hash", func(r *outbox.Row) { r.EmailHMAC = nil }, "lacks consent"},
-		{"event payload not JSON", func(r *outbox.Row) { r.Kind, r.Payload = outbox.KindEvent, []byte("[") }, "event payload"},
+		{"event payload not JSON", func(r *outbox.Row) { r.Kind, r.Payload = mailslot.KindEvent, []byte("[") }, "event payload"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

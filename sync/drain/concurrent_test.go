@@ -8,9 +8,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // Batches from two edges, or two of one edge's batches in flight together,
@@ -19,7 +19,7 @@ import (
 // second waited rather than missing what the first wrote.
 
 // privacyRow makes a consent-change or erasure row for email, from node-b.
-func privacyRow(email string, kind outbox.Kind, minute int, payload any) outbox.Row {
+func privacyRow(email string, kind mailslot.Kind, minute int, payload any) outbox.Row {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		panic(err)
@@ -68,13 +68,13 @@ func TestConsentChangeWaitsForASignUpInFlight(t *testing.T) {
 	tests := []struct {
 		name       string
 		signUp     string // the sign-up's consent
-		change     intake.ConsentChange
+		change     mailslot.ConsentChange
 		wantStatus string
 	}{
-		{"unsubscribe", intake.ConsentExpress, intake.ConsentChange{Action: intake.ActionUnsubscribe,
-			Status: intake.ConsentWithdrawn, Source: "unsubscribe_link"}, "withdrawn"},
-		{"confirmation", intake.ConsentPending, intake.ConsentChange{Action: intake.ActionConfirm,
-			Status: intake.ConsentExpress, Source: "confirm_link"}, "express"},
+		{"unsubscribe", mailslot.ConsentExpress, mailslot.ConsentChange{Action: mailslot.ActionUnsubscribe,
+			Status: mailslot.ConsentWithdrawn, Source: "unsubscribe_link"}, "withdrawn"},
+		{"confirmation", mailslot.ConsentPending, mailslot.ConsentChange{Action: mailslot.ActionConfirm,
+			Status: mailslot.ConsentExpress, Source: "confirm_link"}, "express"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +82,7 @@ func TestConsentChangeWaitsForASignUpInFlight(t *testing.T) {
 			signUp := f.number(lead("ann@example.com", sub{at: 0, consent: tt.signUp}))
 			ch := tt.change
 			ch.Property, ch.RecordedAt = testProperty, at(1)
-			change := privacyRow("ann@example.com", outbox.KindConsent, 1, ch)
+			change := privacyRow("ann@example.com", mailslot.KindConsent, 1, ch)
 			change.Seq = 1
 			if f.inFlightTogether(signUp, []outbox.Row{change}) {
 				t.Errorf("the %s committed while a sign-up of the same address was in flight", tt.name)
@@ -96,10 +96,10 @@ func TestConsentChangeWaitsForASignUpInFlight(t *testing.T) {
 
 func TestEventNamingAnErasedSignUpWaitsForTheErasure(t *testing.T) {
 	f := newFixture(t)
-	signUp := f.number(lead("ann@example.com", sub{at: 0, consent: intake.ConsentExpress}))
+	signUp := f.number(lead("ann@example.com", sub{at: 0, consent: mailslot.ConsentExpress}))
 	f.apply(signUp...)
-	erasure := f.number(privacyRow("ann@example.com", outbox.KindErasure, 5,
-		intake.ErasureRequest{RequestedAt: at(5), RequestedBy: "operator"}))
+	erasure := f.number(privacyRow("ann@example.com", mailslot.KindErasure, 5,
+		mailslot.ErasureRequest{RequestedAt: at(5), RequestedBy: "operator"}))
 	ev := event(1, signUp[0].ID)
 	ev.NodeID, ev.Seq = "node-b", 1
 	if f.inFlightTogether(erasure, []outbox.Row{ev}) {

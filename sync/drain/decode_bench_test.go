@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/outbox"
 )
 
 // BenchmarkDecode measures the edge's CPU for decoding one 1000-row batch
@@ -13,7 +13,7 @@ import (
 func BenchmarkDecode(b *testing.B) {
 	rows := make([]outbox.Row, 1000)
 	for i := range rows {
-		rows[i] = lead(fmt.Sprintf("bench+%d@example.com", i), sub{at: i, consent: intake.ConsentExpress, name: "Bench User",
+		rows[i] = lead(fmt.Sprintf("bench+%d@example.com", i), sub{at: i, consent: mailslot.ConsentExpress, name: "Bench User",
 			utm: "newsletter", page: "https://example.com/pricing"})
 		rows[i].Seq = int64(i + 1)
 	}

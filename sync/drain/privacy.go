@@ -10,8 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 )
 
 // Erasure and consent changes, and their ordering against sign-ups.
@@ -152,8 +151,8 @@ func lockAddresses(ctx context.Context, tx pgx.Tx, d decoded, skip map[int64]boo
 			continue
 		}
 		keys = append(keys, lockKey(r.EmailHMAC))
-		excl = append(excl, r.Kind == outbox.KindErasure || r.Kind == outbox.KindConsent)
-		erases = erases || r.Kind == outbox.KindErasure
+		excl = append(excl, r.Kind == mailslot.KindErasure || r.Kind == mailslot.KindConsent)
+		erases = erases || r.Kind == mailslot.KindErasure
 		if !seen[string(r.EmailHMAC)] {
 			seen[string(r.EmailHMAC)] = true
 			hashes = append(hashes, r.EmailHMAC)
@@ -217,9 +216,9 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 	b.Queue(consentRecordSQL, nodeID, r.ID, r.EmailHMAC, ch.Property, ch.Status, optional(ch.Source),
 		r.ReceivedAt, r.IPHMAC, r.Seq)
 	switch ch.Action {
-	case intake.ActionConfirm:
+	case mailslot.ActionConfirm:
 		b.Queue(confirmSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
-	case intake.ActionUnsubscribe:
+	case mailslot.ActionUnsubscribe:
 		b.Queue(unsubscribeSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
 		b.Queue(suppressSQL, r.EmailHMAC, ch.Property, "unsubscribed", r.ReceivedAt)
 	}

@@ -15,14 +15,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mailslot/mailslot/edge"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/sync/drain"
-	"github.com/mailslot/mailslot/sync/tombstone"
+	"github.com/mailslot/mailslot/sync/erasure"
 )
 
 // These tests drive the privacy features through the real path: HTTP
@@ -83,7 +83,7 @@ func newPrivEdge(t *testing.T, nodeID string) *privEdge {
 	}
 	clock := &privClock{t: privBase}
 	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_NODE_ID": nodeID, "MAILSLOT_PUBLIC_URL": "https://links.example"},
-		func(o *edge.Options) { o.Tokens, o.Now = keys, clock.Now })
+		func(o *api.Options) { o.Tokens, o.Now = keys, clock.Now })
 	return &privEdge{Edge: e, t: t, id: nodeID, clock: clock, batch: 500}
 }
 
@@ -134,12 +134,12 @@ func (e *privEdge) event(ip string, events ...map[string]any) {
 }
 
 // links mints the signed links for an address through the admin API.
-func (e *privEdge) links(email, property string) edge.Links {
+func (e *privEdge) links(email, property string) api.Links {
 	e.t.Helper()
 	b, _ := json.Marshal(map[string]string{"email": email, "property": property})
 	w := e.serve(e.Private, http.MethodPost, "/admin/links", "application/json", string(b), "")
 	e.want(w, http.StatusOK, "mint links")
-	var l edge.Links
+	var l api.Links
 	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil {
 		e.t.Fatalf("decode links %s: %v", w.Body, err)
 	}
@@ -631,7 +631,7 @@ func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
 	e := newPrivEdge(t, "edge-a")
 	e.at(minute(0)).simpleSignUp(alice, shop, "express")
 	e.simpleSignUp(bob, shop, "express")
-	puller, err := tombstone.New(tombstone.Options{Outbox: e.Outbox, DatabaseURL: db.url})
+	puller, err := erasure.New(erasure.Options{Outbox: e.Outbox, DatabaseURL: db.url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,7 +679,7 @@ func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
 }
 
 // payloadsOf is every outbox payload of a kind, as text.
-func payloadsOf(t *testing.T, e *privEdge, kind outbox.Kind) []string {
+func payloadsOf(t *testing.T, e *privEdge, kind mailslot.Kind) []string {
 	t.Helper()
 	var out []string
 	for _, p := range edgetest.Payloads(t, edgetest.OpenDB(t, e.Config.DataDir), kind) {
@@ -695,12 +695,12 @@ func TestEdgeScrubsItsOwnOutboxAtOnce(t *testing.T) {
 	e := newPrivEdge(t, "edge-a")
 	sub := fullProfile(e, alice, "Alice Liddell", "198.51.100.7", 0)
 	e.at(minute(30)).eraseAdmin(alice)
-	for _, p := range append(payloadsOf(t, e, outbox.KindLead), payloadsOf(t, e, outbox.KindConsent)...) {
-		if p != outbox.ErasedPayload {
+	for _, p := range append(payloadsOf(t, e, mailslot.KindLead), payloadsOf(t, e, mailslot.KindConsent)...) {
+		if p != mailslot.ErasedPayload {
 			t.Errorf("payload %s not scrubbed", p)
 		}
 	}
-	for _, p := range payloadsOf(t, e, outbox.KindEvent) {
+	for _, p := range payloadsOf(t, e, mailslot.KindEvent) {
 		if strings.Contains(p, sub) {
 			t.Errorf("event %s still names the erased sign-up", p)
 		}

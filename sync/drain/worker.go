@@ -12,10 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mailslot/mailslot/edge/outbox"
 	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pgpool"
+	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 )
 

@@ -19,10 +19,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // to write poison straight into the outbox file
 
-	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/edge/outbox"
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
 )
@@ -125,21 +125,21 @@ func email(i int) string { return fmt.Sprintf("user%d@example.com", i) }
 
 func leadRecord(addr, name string) outbox.Record {
 	now := time.Now().UTC()
-	b, err := json.Marshal(intake.LeadPayload{
-		Lead: intake.Lead{Email: addr, Property: property, Consent: intake.ConsentExpress, Name: name, PolicyVersion: "2026-01",
-			UTM: intake.UTM{Source: "news"}},
-		ConsentRecord: intake.ConsentRecord{Property: property, Status: intake.ConsentExpress, PolicyVersion: "2026-01", RecordedAt: now},
+	b, err := json.Marshal(mailslot.LeadPayload{
+		Lead: mailslot.Lead{Email: addr, Property: property, Consent: mailslot.ConsentExpress, Name: name, PolicyVersion: "2026-01",
+			UTM: mailslot.UTM{Source: "news"}},
+		ConsentRecord: mailslot.ConsentRecord{Property: property, Status: mailslot.ConsentExpress, PolicyVersion: "2026-01", RecordedAt: now},
 	})
 	if err != nil {
 		panic(err)
 	}
-	return outbox.Record{ID: uuid.NewString(), Kind: outbox.KindLead, ReceivedAt: now, Payload: b,
+	return outbox.Record{ID: uuid.NewString(), Kind: mailslot.KindLead, ReceivedAt: now, Payload: b,
 		EmailHMAC: hasher.Email(addr), IPHMAC: hasher.IP("192.0.2.9")}
 }
 
 func eventRecord(submissionID string) outbox.Record {
-	b, _ := json.Marshal(intake.Event{Type: intake.EventFormSubmit, Property: property, SubmissionID: submissionID})
-	return outbox.Record{ID: uuid.NewString(), Kind: outbox.KindEvent, ReceivedAt: time.Now().UTC(), Payload: b}
+	b, _ := json.Marshal(mailslot.Event{Type: mailslot.EventFormSubmit, Property: property, SubmissionID: submissionID})
+	return outbox.Record{ID: uuid.NewString(), Kind: mailslot.KindEvent, ReceivedAt: time.Now().UTC(), Payload: b}
 }
 
 // submit stores n sign-ups over the first `distinct` addresses, and one
@@ -484,7 +484,7 @@ func TestTwoEdgesSyncConcurrently(t *testing.T) {
 
 // insertRaw writes a row into the outbox file behind the edge's back, as
 // a corrupted or hand-edited file would hold it.
-func insertRaw(t *testing.T, e *edgeNode, kind outbox.Kind, payload string, emailHMAC []byte) int64 {
+func insertRaw(t *testing.T, e *edgeNode, kind mailslot.Kind, payload string, emailHMAC []byte) int64 {
 	t.Helper()
 	var seq int64
 	err := e.out.Do(context.Background(), func(ctx context.Context, tx *outbox.Tx) error {
@@ -513,13 +513,13 @@ func TestPoisonRowIsQuarantined(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		kind    outbox.Kind
+		kind    mailslot.Kind
 		payload string
 		reason  string // in the quarantine reason
 	}{
-		{"Postgres refuses a NUL in the name", outbox.KindLead, nulName, "0x00"},
-		{"lead payload is not JSON", outbox.KindLead, `{"email": "poison@example.com", `, "lead payload"},
-		{"event payload is not JSON", outbox.KindEvent, `not json`, "event payload"},
+		{"Postgres refuses a NUL in the name", mailslot.KindLead, nulName, "0x00"},
+		{"lead payload is not JSON", mailslot.KindLead, `{"email": "poison@example.com", `, "lead payload"},
+		{"event payload is not JSON", mailslot.KindEvent, `not json`, "event payload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

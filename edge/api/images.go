@@ -1,0 +1,249 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailslot/mailslot/internal/config"
+	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/sync/images"
+)
+
+// imageAPI serves image descriptions for one Server: the operator's
+// POST /admin/images and GET /admin/images/:id, and Replicate's webhook.
+// It talks to Postgres directly (jobs live there, not in the outbox) over
+// a small pool opened on first use, so that an edge starts, and its other
+// endpoints answer, while Postgres is down.
+type imageAPI struct {
+	s      *Server
+	im     config.Images
+	limits images.Limits
+	// key verifies webhooks; nil when no signing secret is configured.
+	key []byte
+
+	once  sync.Once
+	pool  *pgxpool.Pool
+	store *images.Store
+}
+
+// newImageAPI prepares the image endpoints; the pool opens on first use.
+func newImageAPI(s *Server) *imageAPI {
+	a := &imageAPI{s: s, im: s.cfg.Images, limits: images.LimitsFromConfig(s.cfg.Images)}
+	if a.im.WebhookSecret != "" {
+		key, err := images.WebhookKey(a.im.WebhookSecret)
+		if err != nil {
+			s.log.Error("Replicate webhooks are refused", "reason", err.Error())
+		}
+		a.key = key
+	}
+	return a
+}
+
+func (s *Server) images() *imageAPI { return s.imgs }
+
+// imageRoutes registers the operator's image endpoints in the admin group.
+func (s *Server) imageRoutes(g *gin.RouterGroup) {
+	a := s.images()
+	g.POST("/images", a.submit)
+	g.GET("/images/:id", a.get)
+}
+
+// replicateWebhook receives Replicate's prediction webhooks. It belongs on
+// the public listener (Replicate must reach it) outside the admin group:
+// the signature, not a token, authenticates it.
+func (s *Server) replicateWebhook(c *gin.Context) { s.images().webhook(c) }
+
+// db returns the store, or answers 503 when this edge has no Postgres.
+func (a *imageAPI) db(c *gin.Context) (*images.Store, bool) {
+	a.once.Do(func() {
+		if a.s.cfg.DatabaseURL == "" {
+			return
+		}
+		pool, err := images.OpenPool(a.s.cfg.DatabaseURL, 2)
+		if err != nil {
+			a.s.log.Error("image API: open Postgres pool", logging.KeyErr, err)
+			return
+		}
+		a.pool, a.store = pool, images.NewStore(pool)
+	})
+	if a.store == nil {
+		c.Header("Retry-After", "60")
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, errorBody{Error: "images_unavailable"})
+		return nil, false
+	}
+	return a.store, true
+}
+
+// maxImageJSON bounds a JSON submission (a URL and a lead id).
+const maxImageJSON = 16 << 10
+
+// submit queues a job: JSON {"url": "https://…", "lead_id": 42} for an
+// image on an allowlisted host, or the image itself as the body (Content-
+// Type image/jpeg, image/png, image/gif or image/webp; ?lead_id=42).
+func (a *imageAPI) submit(c *gin.Context) {
+	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	sub := images.Submission{SubmittedBy: "admin_api", MaxAttempts: a.im.MaxAttempts}
+	switch {
+	case ct == "application/json":
+		var req struct {
+			URL    string `json:"url"`
+			LeadID *int64 `json:"lead_id"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxImageJSON))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			a.bodyError(c, err, "invalid_json")
+			return
+		}
+		if req.URL == "" {
+			c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{"url": "required"}))
+			return
+		}
+		sub.URL, sub.LeadID = req.URL, req.LeadID
+	case strings.HasPrefix(ct, "image/"):
+		if v := c.Query("lead_id"); v != "" {
+			id, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || id <= 0 {
+				c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{"lead_id": "invalid"}))
+				return
+			}
+			sub.LeadID = &id
+		}
+		data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.im.MaxUploadBytes))
+		if err != nil {
+			a.bodyError(c, err, "invalid_body")
+			return
+		}
+		sub.Image = data
+	default:
+		c.JSON(http.StatusUnsupportedMediaType, errBody("unsupported_media_type", nil))
+		return
+	}
+	store, ok := a.db(c)
+	if !ok {
+		return
+	}
+	job, err := store.Submit(c.Request.Context(), sub, a.limits)
+	var inErr *images.InputError
+	switch {
+	case errors.As(err, &inErr):
+		c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{inErr.Field: inErr.Code}))
+	case errors.Is(err, images.ErrLeadNotFound):
+		c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{"lead_id": "not_found"}))
+	case errors.Is(err, images.ErrUploadStoreFull):
+		// Uploads are released as their jobs finish; until then there is
+		// no room, whoever asks.
+		c.JSON(http.StatusInsufficientStorage, errBody("upload_storage_full", nil))
+	case err != nil:
+		a.unavailable(c, "submit image job", err)
+	default:
+		c.Header("Location", "/admin/images/"+strconv.FormatInt(job.ID, 10))
+		c.JSON(http.StatusCreated, job)
+	}
+}
+
+func (a *imageAPI) bodyError(c *gin.Context, err error, code string) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		c.JSON(http.StatusRequestEntityTooLarge, errBody("body_too_large", nil))
+		return
+	}
+	c.JSON(http.StatusBadRequest, errBody(code, nil))
+}
+
+// unavailable answers a Postgres failure: the job was not stored, and
+// trying again later is the fix.
+func (a *imageAPI) unavailable(c *gin.Context, what string, err error) {
+	a.s.log.Warn(what, logging.KeyErr, err)
+	c.Header("Retry-After", "5")
+	c.JSON(http.StatusServiceUnavailable, errBody("unavailable", nil))
+}
+
+func (a *imageAPI) get(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		c.JSON(http.StatusNotFound, errBody("not_found", nil))
+		return
+	}
+	store, ok := a.db(c)
+	if !ok {
+		return
+	}
+	job, err := store.Get(c.Request.Context(), id)
+	switch {
+	case errors.Is(err, images.ErrNotFound):
+		c.JSON(http.StatusNotFound, errBody("not_found", nil))
+	case err != nil:
+		a.unavailable(c, "read image job", err)
+	default:
+		c.JSON(http.StatusOK, job)
+	}
+}
+
+// webhook applies a prediction Replicate posts. The body is verified
+// exactly as received before it is parsed. Deliveries are idempotent: a
+// repeated one (Replicate retries, keeping the webhook-id) or one racing
+// the dispatcher's poll finds the prediction final and changes nothing,
+// and the spend is recorded once per prediction. A prediction of an erased
+// lead's job is acknowledged and stores nothing but its spend. Only a
+// Postgres failure answers 5xx, so that Replicate delivers again.
+func (a *imageAPI) webhook(c *gin.Context) {
+	if a.key == nil {
+		c.JSON(http.StatusServiceUnavailable, errBody("webhook_not_configured", nil))
+		return
+	}
+	// The endpoint is public and reads before it can verify: bound the
+	// body by what a genuine delivery holds (the prediction echoes its
+	// input, an upload's data URL, beside a small output).
+	limit := min(images.MaxWebhookBody, 2*a.im.MaxUploadBytes+1<<20)
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		a.bodyError(c, err, "invalid_body")
+		return
+	}
+	if err := images.VerifyWebhook(a.key, c.Request.Header, body, a.s.now()); err != nil {
+		a.s.log.Info("webhook refused", "reason", err.Error())
+		c.JSON(http.StatusUnauthorized, errBody("invalid_signature", nil))
+		return
+	}
+	p, err := images.ParseReplicatePrediction(body)
+	if err != nil {
+		c.JSON(http.StatusBadRequest, errBody("invalid_prediction", nil))
+		return
+	}
+	store, ok := a.db(c)
+	if !ok {
+		return
+	}
+	res, err := store.ApplyPrediction(c.Request.Context(), "replicate", p, a.im.PricePerSecond)
+	if err != nil {
+		a.unavailable(c, "apply webhook", err)
+		return
+	}
+	outcome := "applied"
+	switch {
+	case !res.Known:
+		outcome = "unknown"
+	case !res.Changed:
+		outcome = "duplicate"
+	}
+	c.JSON(http.StatusOK, gin.H{"status": outcome})
+}
+
+// Close releases the image API's Postgres pool, if it was opened.
+func (s *Server) Close() {
+	a := s.imgs
+	a.once.Do(func() {}) // a pool opened after this would leak
+	if a.pool != nil {
+		a.pool.Close()
+	}
+}

@@ -1,0 +1,311 @@
+package api
+
+// These tests build the image routes on a Server of their own (package
+// edge, so that they do not depend on where Handler mounts the webhook),
+// against a real Postgres 18 and the fake provider.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailslot/mailslot/internal/config"
+	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/sync/images"
+	"github.com/mailslot/mailslot/sync/images/imagestest"
+)
+
+const imageAdminToken = "image-test-admin-token-0123456789abcdef"
+
+type imageEnv struct {
+	t    *testing.T
+	s    *Server
+	h    http.Handler
+	pool *pgxpool.Pool
+	url  string
+	fake *imagestest.Fake
+}
+
+func newImageEnv(t *testing.T, overrides map[string]string) *imageEnv {
+	t.Helper()
+	fake := imagestest.New(t)
+	dbURL := pgtest.NewURL(t)
+	env := map[string]string{
+		"MAILSLOT_ENV":                            config.Development,
+		"MAILSLOT_DATA_DIR":                       t.TempDir(),
+		"MAILSLOT_NODE_ID":                        "image-test",
+		"MAILSLOT_ADMIN_TOKEN":                    imageAdminToken,
+		"MAILSLOT_IP_PEPPER":                      "image-test-pepper-0123456789abcdef0123",
+		"MAILSLOT_TOKEN_KEY":                      "image-test-token-key-0123456789abcdef01",
+		"DATABASE_URL":                            dbURL,
+		"MAILSLOT_IMAGE_ALLOWED_HOSTS":            "img.example",
+		"MAILSLOT_IMAGE_REPLICATE_WEBHOOK_SECRET": fake.WebhookSecret,
+		"MAILSLOT_IMAGE_MAX_UPLOAD_BYTES":         "2048",
+		"MAILSLOT_IMAGE_UPLOAD_STORE_BYTES":       "4096",
+		"MAILSLOT_IMAGE_PRICE_PER_SECOND":         "0.001",
+	}
+	for k, v := range overrides {
+		env[k] = v
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("load config: %v", err)
+	}
+	s := New(Options{Config: cfg})
+	e := s.engine()
+	s.imageRoutes(e.Group("/admin", s.requireAdmin))
+	e.POST("/v1/webhooks/replicate", s.replicateWebhook)
+	t.Cleanup(s.Close)
+	return &imageEnv{t: t, s: s, h: e, pool: pgtest.Pool(t, dbURL), url: dbURL, fake: fake}
+}
+
+func (e *imageEnv) do(method, path, contentType string, body []byte, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+imageAdminToken)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, req)
+	return w
+}
+
+func decode(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+		t.Fatalf("answer %d %q is not JSON: %v", w.Code, w.Body.String(), err)
+	}
+	return m
+}
+
+func pngOf(n int) []byte {
+	return append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, n-8)...)
+}
+
+func TestImageSubmitByURL(t *testing.T) {
+	e := newImageEnv(t, nil)
+	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
+	if w.Code != http.StatusCreated {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	job := decode(t, w)
+	if job["state"] != "queued" || job["source"] != "url" || job["image_url"] != "https://img.example/a.jpg" || job["max_attempts"] != 5.0 {
+		t.Errorf("job = %v", job)
+	}
+	if loc := w.Header().Get("Location"); loc != "/admin/images/"+strconv.Itoa(int(job["id"].(float64))) {
+		t.Errorf("Location = %q", loc)
+	}
+	for _, c := range []struct {
+		name, ct, body string
+		code           int
+		err, field     string
+	}{
+		{"host not allowed", "application/json", `{"url":"https://evil.example/a.jpg"}`, 422, "invalid_fields", "host_not_allowed"},
+		{"not https", "application/json", `{"url":"http://img.example/a.jpg"}`, 422, "invalid_fields", "not_https"},
+		{"credentials", "application/json", `{"url":"https://u:p@img.example/a.jpg"}`, 422, "invalid_fields", "invalid"},
+		{"no url", "application/json", `{}`, 422, "invalid_fields", "required"},
+		{"unknown field", "application/json", `{"url":"https://img.example/a.jpg","x":1}`, 400, "invalid_json", ""},
+		{"no such lead", "application/json", `{"url":"https://img.example/a.jpg","lead_id":999}`, 422, "invalid_fields", "not_found"},
+		{"other type", "text/plain", `https://img.example/a.jpg`, 415, "unsupported_media_type", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := e.do("POST", "/admin/images", c.ct, []byte(c.body))
+			m := decode(t, w)
+			if w.Code != c.code || m["error"] != c.err {
+				t.Fatalf("got %d %v, want %d %s", w.Code, m, c.code, c.err)
+			}
+			if c.field != "" {
+				fields, _ := m["fields"].(map[string]any)
+				found := false
+				for _, v := range fields {
+					found = found || v == c.field
+				}
+				if !found {
+					t.Errorf("fields = %v, want a %s", fields, c.field)
+				}
+			}
+		})
+	}
+}
+
+func TestImageSubmitNeedsAdminToken(t *testing.T) {
+	e := newImageEnv(t, nil)
+	req := httptest.NewRequest("POST", "/admin/images", strings.NewReader(`{"url":"https://img.example/a.jpg"}`))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, req)
+	if w.Code != http.StatusUnauthorized {
+		t.Errorf("status %d without a token", w.Code)
+	}
+}
+
+func TestImageUploadIsBounded(t *testing.T) {
+	e := newImageEnv(t, nil)
+	w := e.do("POST", "/admin/images", "image/png", pngOf(2000))
+	if w.Code != http.StatusCreated {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if job := decode(t, w); job["source"] != "upload" || job["upload_bytes"] != 2000.0 {
+		t.Errorf("job = %v", job)
+	}
+	if w := e.do("POST", "/admin/images", "image/png", pngOf(2049)); w.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("over the per-image cap: %d %s", w.Code, w.Body)
+	}
+	if w := e.do("POST", "/admin/images", "image/png", []byte("this is not a png at all")); w.Code != 422 || !strings.Contains(w.Body.String(), "not_an_image") {
+		t.Errorf("not an image: %d %s", w.Code, w.Body)
+	}
+	if w := e.do("POST", "/admin/images?lead_id=x", "image/png", pngOf(100)); w.Code != 422 {
+		t.Errorf("bad lead_id: %d %s", w.Code, w.Body)
+	}
+	if w := e.do("POST", "/admin/images", "image/png", pngOf(2000)); w.Code != http.StatusCreated {
+		t.Fatalf("second upload within the total: %d %s", w.Code, w.Body)
+	}
+	w = e.do("POST", "/admin/images", "image/png", pngOf(200))
+	if w.Code != http.StatusInsufficientStorage || decode(t, w)["error"] != "upload_storage_full" {
+		t.Errorf("over the total cap: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestImageGet(t *testing.T) {
+	e := newImageEnv(t, nil)
+	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
+	id := int(decode(t, w)["id"].(float64))
+	w = e.do("GET", "/admin/images/"+strconv.Itoa(id), "", nil)
+	if w.Code != 200 || decode(t, w)["id"] != float64(id) {
+		t.Errorf("get: %d %s", w.Code, w.Body)
+	}
+	for _, p := range []string{"/admin/images/999999", "/admin/images/abc"} {
+		if w := e.do("GET", p, "", nil); w.Code != 404 || decode(t, w)["error"] != "not_found" {
+			t.Errorf("%s: %d %s", p, w.Code, w.Body)
+		}
+	}
+}
+
+func TestImagesWithoutDatabase(t *testing.T) {
+	e := newImageEnv(t, map[string]string{"DATABASE_URL": ""})
+	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
+	if w.Code != http.StatusServiceUnavailable || decode(t, w)["error"] != "images_unavailable" {
+		t.Errorf("status %d %s", w.Code, w.Body)
+	}
+}
+
+// TestReplicateWebhookEndToEnd runs a dispatcher whose predictions report
+// back through this handler only (no polling), with every delivery sent
+// twice: the job succeeds once and is billed once.
+func TestReplicateWebhookEndToEnd(t *testing.T) {
+	e := newImageEnv(t, nil)
+	e.fake.Set(func(k *imagestest.Knobs) { k.WebhookCopies = 2; k.RunTime = 500 * time.Millisecond })
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
+	id := int64(decode(t, w)["id"].(float64))
+
+	prov, err := images.NewReplicate(images.ReplicateOptions{
+		BaseURL: e.fake.URL, Token: imagestest.Token, RequestTimeout: 2 * time.Second,
+		Models:     map[string]string{images.ModelFaces: imagestest.FacesModel, images.ModelCaption: imagestest.CaptionModel},
+		WebhookURL: srv.URL + "/v1/webhooks/replicate",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := images.New(images.Options{DatabaseURL: e.url, Provider: prov, Interval: 20 * time.Millisecond,
+		PollInterval: time.Hour, PricePerSecond: 0.001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	store := images.NewStore(e.pool)
+	deadline := time.Now().Add(10 * time.Second)
+	var job images.Job
+	for {
+		job, err = store.Get(context.Background(), id)
+		if err == nil && job.State == images.StateSucceeded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job is %s (%q) after 10s", job.State, job.LastError)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if *job.FaceCount != 2 || job.PredictSeconds != 3 {
+		t.Errorf("faces %d, predict seconds %v", *job.FaceCount, job.PredictSeconds)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(e.fake.Stats().WebhookStatuses) < 4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := e.fake.Stats(); len(st.WebhookStatuses) != 4 || st.Gets != 0 {
+		t.Errorf("deliveries %v, polls %d", st.WebhookStatuses, st.Gets)
+	}
+	for _, code := range e.fake.Stats().WebhookStatuses {
+		if code != 200 {
+			t.Errorf("a delivery was answered %d", code)
+		}
+	}
+}
+
+func TestReplicateWebhookRefusals(t *testing.T) {
+	e := newImageEnv(t, nil)
+	body := []byte(`{"id":"abcdefghijklmnopqrstuvwxyz","status":"succeeded","output":["A cat."],"metrics":{"predict_time":2}}`)
+	post := func(h http.Header, b []byte) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/v1/webhooks/replicate", bytes.NewReader(b))
+		req.Header = h
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		return w
+	}
+	for _, c := range []struct {
+		name string
+		h    http.Header
+		b    []byte
+		code int
+	}{
+		{"unsigned", http.Header{}, body, 401},
+		{"forged", e.fake.SignedHeaders("msg_1", time.Now(), body, true), body, 401},
+		{"tampered", e.fake.SignedHeaders("msg_1", time.Now(), body, false), bytes.Replace(body, []byte("2}"), []byte("0}"), 1), 401},
+		{"stale", e.fake.SignedHeaders("msg_1", time.Now().Add(-10*time.Minute), body, false), body, 401},
+		{"not a prediction", e.fake.SignedHeaders("msg_1", time.Now(), []byte(`{}`), false), []byte(`{}`), 400},
+		// A genuine delivery for a prediction we do not have (its job was
+		// erased) is acknowledged; only its cost is kept.
+		{"unknown prediction", e.fake.SignedHeaders("msg_1", time.Now(), body, false), body, 200},
+		{"repeated", e.fake.SignedHeaders("msg_1", time.Now(), body, false), body, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if w := post(c.h, c.b); w.Code != c.code {
+				t.Errorf("status %d %s, want %d", w.Code, w.Body, c.code)
+			}
+		})
+	}
+	var spend, jobs int
+	if err := e.pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM mailslot.image_spend),
+		(SELECT count(*) FROM mailslot.image_jobs)`).Scan(&spend, &jobs); err != nil {
+		t.Fatal(err)
+	}
+	if spend != 1 || jobs != 0 {
+		t.Errorf("spend rows %d (want 1, once), jobs %d", spend, jobs)
+	}
+	off := newImageEnv(t, map[string]string{"MAILSLOT_IMAGE_REPLICATE_WEBHOOK_SECRET": ""})
+	req := httptest.NewRequest("POST", "/v1/webhooks/replicate", bytes.NewReader(body))
+	w := httptest.NewRecorder()
+	off.h.ServeHTTP(w, req)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("without a secret: %d", w.Code)
+	}
+}

@@ -1,0 +1,169 @@
+// Package erasure brings erasures from Postgres to the edge: it pulls new
+// tombstones by cursor (their id) and scrubs the outbox rows they cover,
+// pending and retained alike, advancing the cursor in the same SQLite
+// transaction. Polling keeps it simple and works through any proxy; at the
+// default half-second interval an erasure reaches every connected edge well
+// within two seconds (docs/BENCHMARKS.md, "Erasure propagation").
+//
+// A cursor on the id is safe only because ids become visible in id order:
+// every transaction that writes a tombstone takes one lock first
+// (tombstoneOrderSQL in sync/drain), so a lower id can never commit after
+// an edge has pulled a higher one.
+package erasure
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/internal/pgpool"
+	"github.com/mailslot/mailslot/outbox"
+)
+
+// pageSize bounds the tombstones applied in one outbox transaction.
+const pageSize = 500
+
+const pullSQL = `
+SELECT id, email_hmac, erased_at FROM mailslot.tombstones
+WHERE id > $1 ORDER BY id LIMIT $2`
+
+// Options configures a Puller.
+type Options struct {
+	Outbox      *outbox.Outbox
+	DatabaseURL string
+	Interval    time.Duration
+	Logger      *slog.Logger
+}
+
+// Puller is the tombstone worker.
+type Puller struct {
+	opts Options
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	applied  int64
+	scrubbed int64
+	lastErr  string
+	lastPull time.Time
+}
+
+// Status is the puller's part of the node status.
+type Status struct {
+	Cursor     int64      `json:"cursor"`
+	Applied    int64      `json:"applied"`
+	RowsErased int64      `json:"rows_erased"`
+	LastPullAt *time.Time `json:"last_pull_at,omitempty"`
+	LastError  string     `json:"last_error,omitempty"`
+}
+
+// New prepares a Puller without connecting.
+func New(opts Options) (*Puller, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = 500 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-tombstones", 1, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &Puller{opts: opts, pool: pool, log: opts.Logger}, nil
+}
+
+// Run pulls until ctx ends.
+func (p *Puller) Run(ctx context.Context) error {
+	defer p.pool.Close()
+	wait := p.opts.Interval
+	for {
+		n, err := p.Pull(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			p.fail(err)
+			wait = min(max(wait*2, time.Second), 30*time.Second)
+		case n == pageSize:
+			continue
+		default:
+			wait = p.opts.Interval
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Pull applies one page of new tombstones and returns how many it applied.
+func (p *Puller) Pull(ctx context.Context) (int, error) {
+	cursor, err := p.opts.Outbox.TombstoneCursor(ctx)
+	if err != nil {
+		return 0, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rows, err := p.pool.Query(qctx, pullSQL, cursor, pageSize)
+	if err != nil {
+		return 0, fmt.Errorf("pull tombstones after %d: %w", cursor, err)
+	}
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outbox.Tombstone, error) {
+		var t outbox.Tombstone
+		err := r.Scan(&t.ID, &t.EmailHMAC, &t.ErasedAt)
+		return t, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read tombstones: %w", err)
+	}
+	if len(ts) > 0 {
+		n, err := p.opts.Outbox.ApplyTombstones(ctx, ts)
+		if err != nil {
+			return 0, fmt.Errorf("apply %d tombstones: %w", len(ts), err)
+		}
+		p.log.Info("applied erasures", "tombstones", len(ts), "rows_erased", n)
+		p.mu.Lock()
+		p.applied += int64(len(ts))
+		p.scrubbed += n
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	p.lastPull, p.lastErr = time.Now(), ""
+	p.mu.Unlock()
+	return len(ts), nil
+}
+
+func (p *Puller) fail(err error) {
+	msg := logging.Scrub(err.Error())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if msg != p.lastErr {
+		p.log.Warn("tombstone pull failed; retrying", logging.KeyErr, msg)
+	}
+	p.lastErr = msg
+}
+
+// Status reports the cursor and counters.
+func (p *Puller) Status(ctx context.Context) (Status, error) {
+	cursor, err := p.opts.Outbox.TombstoneCursor(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Status{Cursor: cursor, Applied: p.applied, RowsErased: p.scrubbed, LastError: p.lastErr}
+	if !p.lastPull.IsZero() {
+		t := p.lastPull.UTC()
+		s.LastPullAt = &t
+	}
+	return s, nil
+}
