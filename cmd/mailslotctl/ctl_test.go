@@ -14,6 +14,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/pgschema"
+	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // These tests run the migrate and status commands in-process (run) against
@@ -108,7 +109,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "the edge to sync", func() bool {
 		st, err := e.Sync.Status(context.Background())
-		return err == nil && st.Pending == 0 && st.RowsSynced == leads
+		return err == nil && st.Pending == 0 && st.RowsSynced == leads && st.State == drain.StateIdle
 	})
 	admin := map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_ADMIN_TOKEN": edgetest.AdminToken}
 
