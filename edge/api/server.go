@@ -19,6 +19,7 @@ import (
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/internal/config"
+	"github.com/mailslot/mailslot/internal/hostguard"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/metrics"
 	"github.com/mailslot/mailslot/internal/pii"
@@ -127,7 +128,10 @@ func (s *Server) Handler() http.Handler {
 }
 
 // PrivateHandler is the private listener's handler: reachable only on the
-// machine or the private network, so it needs no token.
+// machine or the private network, so it needs no token. Because an
+// operator's browser can reach it too (through `fly proxy`), it serves
+// only Host names that no web page can own and no cross-site request
+// (package hostguard).
 func (s *Server) PrivateHandler() http.Handler {
 	e := s.engine()
 	e.GET("/healthz", s.healthz)
@@ -137,7 +141,7 @@ func (s *Server) PrivateHandler() http.Handler {
 		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
 	}
 	s.adminRoutes(e.Group("/admin"))
-	return e
+	return hostguard.New(s.cfg.PrivateHosts()...).Wrap(e)
 }
 
 // cors admits exactly the configured origins. The library answers a

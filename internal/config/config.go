@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,8 +43,11 @@ type Config struct {
 
 	CORSOrigins   []string
 	RedirectHosts []string
-	ThanksURL     string
-	ErrorURL      string
+	// ExtraPrivateHosts are host names, beyond loopback, IP literals and
+	// Fly's .internal names, under which the private listener answers.
+	ExtraPrivateHosts []string
+	ThanksURL         string
+	ErrorURL          string
 
 	// RateRPS and RateBurst limit writes per client (by IP HMAC); RateRPS 0
 	// turns the limit off.
@@ -119,10 +124,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		TokenKey:   getenv("MAILSLOT_TOKEN_KEY"),
 		AdminToken: getenv("MAILSLOT_ADMIN_TOKEN"),
 
-		CORSOrigins:   p.list("MAILSLOT_CORS_ORIGINS"),
-		RedirectHosts: p.list("MAILSLOT_REDIRECT_HOSTS"),
-		ThanksURL:     p.str("MAILSLOT_THANKS_URL", "/v1/thanks"),
-		ErrorURL:      p.str("MAILSLOT_ERROR_URL", "/v1/thanks"),
+		CORSOrigins:       p.list("MAILSLOT_CORS_ORIGINS"),
+		RedirectHosts:     p.list("MAILSLOT_REDIRECT_HOSTS"),
+		ExtraPrivateHosts: p.list("MAILSLOT_PRIVATE_HOSTS"),
+		ThanksURL:         p.str("MAILSLOT_THANKS_URL", "/v1/thanks"),
+		ErrorURL:          p.str("MAILSLOT_ERROR_URL", "/v1/thanks"),
 
 		RateRPS:        p.float("MAILSLOT_RATE_RPS", 5),
 		RateBurst:      p.int("MAILSLOT_RATE_BURST", 20),
@@ -565,4 +571,15 @@ func (p *parser) images(env string) Images {
 		p.fail("MAILSLOT_IMAGE_UPLOAD_STORE_BYTES", "must be at least MAILSLOT_IMAGE_MAX_UPLOAD_BYTES")
 	}
 	return im
+}
+
+// PrivateHosts are the host names the private listener answers under
+// besides loopback, IP literals and .internal names: MAILSLOT_PRIVATE_HOSTS
+// and the host of MAILSLOT_PRIVATE_ADDR when that is a name.
+func (c *Config) PrivateHosts() []string {
+	hosts := slices.Clone(c.ExtraPrivateHosts)
+	if h, _, err := net.SplitHostPort(c.PrivateAddr); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	return hosts
 }

@@ -144,6 +144,11 @@ func NewEdge(t testing.TB, overrides map[string]string, edit ...func(*api.Option
 
 // Serve runs req against h and returns the recorded answer.
 func Serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
+	if req.Host == "example.com" {
+		// httptest's default: make it a request from the machine itself, as
+		// an operator's on the private listener is.
+		req.Host = "127.0.0.1:9090"
+	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	return w
