@@ -197,7 +197,7 @@ func (s *Server) succeedLead(c *gin.Context, f intake.Format, redirect, id strin
 		c.Header("Idempotent-Replayed", "true")
 	}
 	if f == intake.FormatForm {
-		c.Redirect(http.StatusSeeOther, s.successURL(redirect))
+		c.Redirect(http.StatusSeeOther, s.successURL(c, redirect))
 		return
 	}
 	if !plainID(id) {
@@ -347,16 +347,27 @@ func (s *Server) fail(c *gin.Context, f intake.Format, status int, code string, 
 
 // successURL is redirect when it is an absolute http(s) URL on an
 // allowlisted host, else the configured thank-you page: never an open
-// redirect.
-func (s *Server) successURL(redirect string) string {
+// redirect, and never from https down to http (a form served over https
+// must not send its visitor on to a page anyone on the path can rewrite).
+func (s *Server) successURL(c *gin.Context, redirect string) string {
 	if redirect != "" {
 		u, err := url.Parse(redirect)
-		if err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.User == nil &&
+		if err == nil && (u.Scheme == "https" || u.Scheme == "http" && !s.overHTTPS(c)) && u.User == nil &&
 			u.Host != "" && s.redir[strings.ToLower(u.Host)] {
 			return u.String()
 		}
 	}
 	return s.cfg.ThanksURL
+}
+
+// overHTTPS reports whether the client reached the edge over TLS: directly,
+// or through the trusted proxy (the one whose client-IP header is
+// configured, Fly's on Fly), which says so in X-Forwarded-Proto.
+func (s *Server) overHTTPS(c *gin.Context) bool {
+	if c.Request.TLS != nil {
+		return true
+	}
+	return s.cfg.ClientIPHeader != "" && strings.EqualFold(c.GetHeader("X-Forwarded-Proto"), "https")
 }
 
 func withQuery(base string, q url.Values) string {

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -389,6 +390,46 @@ func TestLeadFormRedirect(t *testing.T) {
 	// Every one of them was a good sign-up: the redirect only picks the page.
 	if n := edgetest.CountKind(t, db, mailslot.KindLead); n != len(tests) {
 		t.Errorf("%d leads stored, want %d", n, len(tests))
+	}
+}
+
+// A form on an https page must not be sent on to an http page, even on an
+// allowlisted host: the edge's own scheme (TLS, or the trusted proxy's
+// X-Forwarded-Proto) decides.
+func TestLeadFormRedirectKeepsHTTPS(t *testing.T) {
+	post := func(e *edgetest.Edge, redirect string, overTLS bool, header ...string) string {
+		body := url.Values{"email": {"s@example.com"}, "property": {"p"}, "redirect": {redirect}}.Encode()
+		req := httptest.NewRequest(http.MethodPost, leads, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if overTLS {
+			req.TLS = &tls.ConnectionState{}
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		return edgetest.Serve(e.Public, req).Header().Get("Location")
+	}
+	direct := edgetest.NewEdge(t, nil)
+	proxied := edgetest.NewEdge(t, map[string]string{"MAILSLOT_CLIENT_IP_HEADER": "Fly-Client-IP"})
+	cases := []struct {
+		name     string
+		e        *edgetest.Edge
+		redirect string
+		tls      bool
+		header   []string
+		want     string
+	}{
+		{"http edge, http page", direct, "http://site.example/welcome", false, nil, "http://site.example/welcome"},
+		{"TLS edge, http page", direct, "http://site.example/welcome", true, nil, edgetest.ThanksURL},
+		{"TLS edge, https page", direct, "https://site.example/welcome", true, nil, "https://site.example/welcome"},
+		{"behind the trusted proxy over https", proxied, "http://site.example/welcome", false, []string{"X-Forwarded-Proto", "https", "Fly-Client-IP", "198.51.100.1"}, edgetest.ThanksURL},
+		{"behind the trusted proxy over http", proxied, "http://site.example/welcome", false, []string{"X-Forwarded-Proto", "http", "Fly-Client-IP", "198.51.100.1"}, "http://site.example/welcome"},
+		{"a client's own X-Forwarded-Proto is not trusted", direct, "http://site.example/welcome", false, []string{"X-Forwarded-Proto", "https"}, "http://site.example/welcome"},
+	}
+	for _, c := range cases {
+		if got := post(c.e, c.redirect, c.tls, c.header...); got != c.want {
+			t.Errorf("%s: Location = %q, want %q", c.name, got, c.want)
+		}
 	}
 }
 
