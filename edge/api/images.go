@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/time/rate"
 
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
@@ -29,6 +30,11 @@ type imageAPI struct {
 	limits images.Limits
 	// key verifies webhooks; nil when no signing secret is configured.
 	key []byte
+	// bodies bounds the webhook bodies read at once; refusals logs refused
+	// deliveries at a bounded rate, so a flood fills neither memory nor
+	// the log.
+	bodies   chan struct{}
+	refusals *rate.Limiter
 
 	once  sync.Once
 	pool  *pgxpool.Pool
@@ -37,7 +43,8 @@ type imageAPI struct {
 
 // newImageAPI prepares the image endpoints; the pool opens on first use.
 func newImageAPI(s *Server) *imageAPI {
-	a := &imageAPI{s: s, im: s.cfg.Images, limits: images.LimitsFromConfig(s.cfg.Images)}
+	a := &imageAPI{s: s, im: s.cfg.Images, limits: images.LimitsFromConfig(s.cfg.Images),
+		bodies: make(chan struct{}, maxWebhookBodies), refusals: rate.NewLimiter(1, 5)}
 	if a.im.WebhookSecret != "" {
 		key, err := images.WebhookKey(a.im.WebhookSecret)
 		if err != nil {
@@ -201,9 +208,24 @@ func (a *imageAPI) webhook(c *gin.Context) {
 		c.JSON(http.StatusServiceUnavailable, errBody("webhook_not_configured", nil))
 		return
 	}
-	// The endpoint is public and reads before it can verify: bound the
-	// body by what a genuine delivery holds (the prediction echoes its
-	// input, an upload's data URL, beside a small output).
+	// The endpoint is public and must read before it can verify. What can
+	// be checked without the body is checked first; then at most
+	// maxWebhookBodies bodies are read at once (a genuine Replicate
+	// delivery refused with 503 is delivered again), each bounded by what
+	// a genuine delivery holds (the prediction echoes its input, an
+	// upload's data URL, beside a small output).
+	if err := images.CheckWebhookHeaders(c.Request.Header, a.s.now()); err != nil {
+		a.refuse(c, err)
+		return
+	}
+	select {
+	case a.bodies <- struct{}{}:
+		defer func() { <-a.bodies }()
+	default:
+		c.Header("Retry-After", "1")
+		c.JSON(http.StatusServiceUnavailable, errBody("busy", nil))
+		return
+	}
 	limit := min(images.MaxWebhookBody, 2*a.im.MaxUploadBytes+1<<20)
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
@@ -211,8 +233,7 @@ func (a *imageAPI) webhook(c *gin.Context) {
 		return
 	}
 	if err := images.VerifyWebhook(a.key, c.Request.Header, body, a.s.now()); err != nil {
-		a.s.log.Info("webhook refused", "reason", err.Error())
-		c.JSON(http.StatusUnauthorized, errBody("invalid_signature", nil))
+		a.refuse(c, err)
 		return
 	}
 	p, err := images.ParseReplicatePrediction(body)
@@ -237,6 +258,20 @@ func (a *imageAPI) webhook(c *gin.Context) {
 		outcome = "duplicate"
 	}
 	c.JSON(http.StatusOK, gin.H{"status": outcome})
+}
+
+// maxWebhookBodies bounds the webhook bodies held in memory at once: with
+// MaxWebhookBody each, a few fit beside the edge's own working set in a
+// 256 MB VM, and Replicate delivers far fewer at once.
+const maxWebhookBodies = 4
+
+// refuse answers a webhook whose signature does not hold, logging at
+// most about one refusal a second.
+func (a *imageAPI) refuse(c *gin.Context, err error) {
+	if a.refusals.Allow() {
+		a.s.log.Info("webhook refused", "reason", err.Error())
+	}
+	c.JSON(http.StatusUnauthorized, errBody("invalid_signature", nil))
 }
 
 // Close releases the image API's Postgres pool, if it was opened.

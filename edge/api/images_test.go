@@ -8,10 +8,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,5 +310,87 @@ func TestReplicateWebhookRefusals(t *testing.T) {
 	off.h.ServeHTTP(w, req)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Errorf("without a secret: %d", w.Code)
+	}
+}
+
+// countingReader records whether anything read the body.
+type countingReader struct {
+	n    atomic.Int64
+	left int
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), r.left)
+	r.left -= n
+	r.n.Add(int64(n))
+	return n, nil
+}
+
+// blockingReader holds its request inside the body read until released.
+type blockingReader struct {
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	r.once.Do(func() { close(r.started) })
+	<-r.release
+	return 0, io.EOF
+}
+
+// An unsigned or stale post is refused before its body is read, and only
+// a few bodies are read at once, so a flood of forged deliveries cannot
+// fill a 256 MB edge.
+func TestReplicateWebhookBoundsWhatItReads(t *testing.T) {
+	e := newImageEnv(t, nil)
+	serve := func(h http.Header, body io.Reader) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/v1/webhooks/replicate", body)
+		req.Header = h
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		return w
+	}
+	for name, h := range map[string]http.Header{
+		"unsigned": {},
+		"stale":    e.fake.SignedHeaders("msg_1", time.Now().Add(-10*time.Minute), []byte("{}"), false),
+	} {
+		body := &countingReader{left: 8 << 20}
+		if w := serve(h, body); w.Code != http.StatusUnauthorized {
+			t.Errorf("%s: status %d, want 401", name, w.Code)
+		}
+		if n := body.n.Load(); n != 0 {
+			t.Errorf("%s: %d body bytes read before the headers were checked", name, n)
+		}
+	}
+
+	// Signed-looking posts whose bodies never end hold every slot.
+	held := make([]*blockingReader, 0, 4)
+	done := make(chan int, 5)
+	for len(held) < cap(held) {
+		r := &blockingReader{started: make(chan struct{}), release: make(chan struct{})}
+		held = append(held, r)
+		go func() { done <- serve(e.fake.SignedHeaders("msg_h", time.Now(), nil, false), r).Code }()
+		<-r.started
+	}
+	w := serve(e.fake.SignedHeaders("msg_x", time.Now(), nil, false), &countingReader{left: 1 << 20})
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("a fifth body while four are read: %d (Retry-After %q), want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	for _, r := range held {
+		close(r.release)
+	}
+	for range held {
+		if code := <-done; code != http.StatusBadRequest {
+			t.Errorf("held delivery answered %d, want 400 (signed, but an empty body is no prediction)", code)
+		}
+	}
+	body := []byte(`{"id":"abcdefghijklmnopqrstuvwxyz","status":"succeeded","output":["A cat."],"metrics":{"predict_time":2}}`)
+	if w := serve(e.fake.SignedHeaders("msg_2", time.Now(), body, false), bytes.NewReader(body)); w.Code != http.StatusOK {
+		t.Errorf("a genuine delivery after the slots are free: %d %s", w.Code, w.Body)
 	}
 }

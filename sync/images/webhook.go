@@ -42,14 +42,13 @@ func WebhookKey(secret string) ([]byte, error) {
 	return key, nil
 }
 
-// VerifyWebhook checks a delivery's signature: webhook-signature holds one
-// or more space-separated "v1,<base64>" entries, each an HMAC-SHA256 with
-// the key over "<webhook-id>.<webhook-timestamp>.<raw body>"; one match is
-// enough (several appear while a secret is rotated). The body must be
-// verified exactly as received, before it is parsed.
-func VerifyWebhook(key []byte, h http.Header, body []byte, now time.Time) error {
+// CheckWebhookHeaders is the part of VerifyWebhook that needs no body: the
+// signature headers are present, bounded and fresh. The endpoint is public,
+// so it runs before a byte of the body is read; a forged post without them
+// costs no memory.
+func CheckWebhookHeaders(h http.Header, now time.Time) error {
 	id, ts, sigs := h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")
-	if id == "" || ts == "" || sigs == "" || len(key) == 0 {
+	if id == "" || ts == "" || sigs == "" || len(id) > 256 || len(sigs) > 1024 {
 		return ErrWebhookUnsigned
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)
@@ -59,6 +58,22 @@ func VerifyWebhook(key []byte, h http.Header, body []byte, now time.Time) error 
 	if d := now.Sub(time.Unix(secs, 0)); d > WebhookTolerance || d < -WebhookTolerance {
 		return ErrWebhookStale
 	}
+	return nil
+}
+
+// VerifyWebhook checks a delivery's signature: webhook-signature holds one
+// or more space-separated "v1,<base64>" entries, each an HMAC-SHA256 with
+// the key over "<webhook-id>.<webhook-timestamp>.<raw body>"; one match is
+// enough (several appear while a secret is rotated). The body must be
+// verified exactly as received, before it is parsed.
+func VerifyWebhook(key []byte, h http.Header, body []byte, now time.Time) error {
+	if len(key) == 0 {
+		return ErrWebhookUnsigned
+	}
+	if err := CheckWebhookHeaders(h, now); err != nil {
+		return err
+	}
+	id, ts, sigs := h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id))
 	mac.Write([]byte{'.'})
