@@ -264,7 +264,11 @@ func (s *SMTP) Send(ctx context.Context, m *Message) (Result, error) {
 		nc := s.netConn
 		stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 		err := s.client.SendWithSMTPClient(s.conn, g)
-		stop()
+		if !stop() && err == nil {
+			// The context ended as the send finished: the deadline set
+			// on the connection would break the next one.
+			s.drop()
+		}
 		if err == nil {
 			return Result{ID: m.MessageID, Response: g.ServerResponse()}, nil
 		}
@@ -312,6 +316,8 @@ func (s *SMTP) Close() error {
 // temporary; once it is written, a missing reply leaves the message
 // possibly delivered. go-mail reports both "could not write the ." and
 // "no reply to the ." as ErrSMTPDataClose, so both are uncertain.
+// Reply codes decide the rest: 5xx permanent, 4xx temporary, except the
+// 5xx that mean "authenticate" or "use TLS first", which are temporary.
 // A nil result means the message was delivered and only the RSET after
 // it failed.
 func classifySMTP(err error, g *gomail.Msg, rcpt string) *SendError {
@@ -322,6 +328,11 @@ func classifySMTP(err error, g *gomail.Msg, rcpt string) *SendError {
 	code := ge.ErrorCode()
 	byCode := func(none Class) Class {
 		switch {
+		case code == 530 || code == 534 || code == 535 || code == 538:
+			// Authentication or encryption required: the session's
+			// configuration is wrong, not the message, which should
+			// outlive the operator's fix.
+			return Temporary
 		case code >= 500:
 			return Permanent
 		case code >= 400:
