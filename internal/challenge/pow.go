@@ -234,8 +234,9 @@ func (p *PoW) Verify(_ context.Context, token string, expect Expect) Result {
 	if len(token) > MaxPayloadLen {
 		return failed(ReasonMalformed)
 	}
-	var raw [MaxPayloadLen]byte
-	n, err := base64.StdEncoding.Decode(raw[:], []byte(token))
+	// Sized to the token: json.Unmarshal keeps its input on the heap.
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(token)))
+	n, err := base64.StdEncoding.Decode(raw, []byte(token))
 	if err != nil {
 		return failed(ReasonMalformed)
 	}
