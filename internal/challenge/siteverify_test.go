@@ -78,11 +78,11 @@ func TestSiteverifyOutcomes(t *testing.T) {
 		fake := p.fake(t)
 		v := p.new(t, fake.URL, short)
 		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s/%d", p.name, tt.outcome), func(t *testing.T) {
+			t.Run(p.name+"/"+tt.outcome.String(), func(t *testing.T) {
 				token := fake.Issue(tt.outcome)
 				r := v.Verify(context.Background(), token, challenge.Expect{IdempotencyKey: challenge.NewIdempotencyKey()})
 				if got := r.String(); got != tt.want[p.name] {
-					t.Errorf("outcome %d: got %s, want %s (error codes %v)", tt.outcome, got, tt.want[p.name], r.ErrorCodes)
+					t.Errorf("outcome %s: got %s, want %s (error codes %v)", tt.outcome, got, tt.want[p.name], r.ErrorCodes)
 				}
 				if r.Verdict == challenge.Passed && r.Hostname != challengetest.Hostname {
 					t.Errorf("passed with hostname %q, want %q", r.Hostname, challengetest.Hostname)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,20 @@ const (
 	// failure); the token is not consumed.
 	InternalError
 )
+
+var outcomeNames = [...]string{
+	Success: "success", InvalidInput: "invalid-input-response", TimeoutOrDuplicate: "timeout-or-duplicate",
+	WrongHostname: "wrong-hostname", WrongAction: "wrong-action", ServerError: "5xx", BadJSON: "bad-json",
+	Hang: "hang", InternalError: "internal-error",
+}
+
+// String names the outcome, for test names.
+func (o Outcome) String() string {
+	if o >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
 
 // What the fakes answer with on success.
 const (
