@@ -3,6 +3,7 @@
 # Chromium for the browser tests. PostgreSQL 18 comes from scripts/pg.sh.
 # Idempotent; uses sudo when not run as root.
 set -euo pipefail
+(cd "$(dirname "$0")/.." && { [ -d internal/challenge/testdata/altcha/node_modules ] || npm ci --silent --prefix internal/challenge/testdata/altcha; })
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
