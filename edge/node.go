@@ -122,16 +122,17 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	var status api.StatusFunc
 	if cfg.DatabaseURL != "" {
 		w, err := drain.New(drain.Options{
-			Outbox:        out,
-			DatabaseURL:   cfg.DatabaseURL,
-			NodeID:        cfg.NodeID,
-			Region:        cfg.Region,
-			BatchSize:     cfg.SyncBatch,
-			Parallel:      cfg.SyncParallel,
-			Interval:      cfg.SyncInterval,
-			Retention:     cfg.SyncRetention,
-			ImageAttempts: cfg.Images.MaxAttempts,
-			Logger:        log.With("worker", "sync"),
+			Outbox:          out,
+			DatabaseURL:     cfg.DatabaseURL,
+			NodeID:          cfg.NodeID,
+			Region:          cfg.Region,
+			BatchSize:       cfg.SyncBatch,
+			Parallel:        cfg.SyncParallel,
+			Interval:        cfg.SyncInterval,
+			Retention:       cfg.SyncRetention,
+			ImageAttempts:   cfg.Images.MaxAttempts,
+			ImageDailyQuota: cfg.Images.DailyQuota,
+			Logger:          log.With("worker", "sync"),
 		})
 		if err != nil {
 			_ = out.Close()

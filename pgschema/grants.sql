@@ -24,6 +24,7 @@ BEGIN
         GRANT SELECT, INSERT, DELETE ON mailslot.image_uploads TO mailslot_edge;
         GRANT SELECT, INSERT, UPDATE ON mailslot.image_predictions TO mailslot_edge;
         GRANT SELECT, INSERT ON mailslot.image_spend TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.image_quota TO mailslot_edge;
     END IF;
 END
 $$;

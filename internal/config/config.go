@@ -473,6 +473,9 @@ type Images struct {
 	// MonthlyBudget (USD, 0 for none) stops dispatching once reached.
 	PricePerSecond float64
 	MonthlyBudget  float64
+	// DailyQuota bounds the image jobs sign-ups queue per property and UTC
+	// day (0: no bound), so anonymous sign-ups stop long before the budget.
+	DailyQuota int
 
 	AttemptTimeout time.Duration
 	RequestTimeout time.Duration
@@ -502,6 +505,7 @@ func (p *parser) images(env string) Images {
 		// $0.40/h, 0.000111/s (but bills uptime, not requests).
 		PricePerSecond:   p.float("MAILSLOT_IMAGE_PRICE_PER_SECOND", 0.000225),
 		MonthlyBudget:    p.float("MAILSLOT_IMAGE_MONTHLY_BUDGET", 10),
+		DailyQuota:       p.int("MAILSLOT_IMAGE_DAILY_QUOTA", 200),
 		AttemptTimeout:   p.duration("MAILSLOT_IMAGE_ATTEMPT_TIMEOUT", 5*time.Minute),
 		RequestTimeout:   p.duration("MAILSLOT_IMAGE_REQUEST_TIMEOUT", 2*time.Minute),
 		MaxAttempts:      p.int("MAILSLOT_IMAGE_MAX_ATTEMPTS", 5),
@@ -557,6 +561,9 @@ func (p *parser) images(env string) Images {
 	}
 	if im.AttemptTimeout < time.Second || im.RequestTimeout < time.Second {
 		p.fail("MAILSLOT_IMAGE_ATTEMPT_TIMEOUT", "and MAILSLOT_IMAGE_REQUEST_TIMEOUT must be at least 1s (cold starts take 30-90s)")
+	}
+	if im.DailyQuota < 0 {
+		p.fail("MAILSLOT_IMAGE_DAILY_QUOTA", "must not be negative (0 means no daily bound)")
 	}
 	if im.MaxAttempts < 1 || im.MaxAttempts > 100 {
 		p.fail("MAILSLOT_IMAGE_MAX_ATTEMPTS", "must be between 1 and 100")

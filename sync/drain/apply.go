@@ -315,12 +315,35 @@ LEFT JOIN mailslot.consent_records c ON c.submission_id = s.lead_submission`
 
 	// insertLeadImagesSQL queues an image-description job for each image a
 	// sign-up brought; the job belongs to the lead, so erasing the lead
-	// deletes it.
+	// deletes it. A lead gets one job per image URL however often it signs
+	// up with it, and a property at most $5 a UTC day ($5 = 0: no limit):
+	// the rest are counted as refused, for status. Two batches in flight
+	// read the same day's count, so the quota can be passed by at most one
+	// batch's images.
 	insertLeadImagesSQL = `
-INSERT INTO mailslot.image_jobs (lead_id, source, image_url, max_attempts, submitted_by)
-SELECT DISTINCT l.id, 'url', s.url, $1::int, 'signup'
-FROM unnest($2::text[], $3::bytea[], $4::text[]) AS s (property, email_hmac, url)
-JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac`
+WITH s AS (
+    SELECT DISTINCT l.id AS lead_id, l.property, s.url
+    FROM unnest($2::text[], $3::bytea[], $4::text[]) AS s (property, email_hmac, url)
+    JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac
+    WHERE NOT EXISTS (SELECT 1 FROM mailslot.image_jobs j
+                      WHERE j.lead_id = l.id AND j.image_url = s.url AND j.submitted_by = 'signup')
+), ranked AS (
+    SELECT s.*, $5::int = 0 OR coalesce(q.queued, 0)
+               + row_number() OVER (PARTITION BY s.property ORDER BY s.lead_id, s.url) <= $5::int AS allowed
+    FROM s
+    LEFT JOIN mailslot.image_quota q ON q.property = s.property AND q.day = (now() AT TIME ZONE 'UTC')::date
+), inserted AS (
+    INSERT INTO mailslot.image_jobs (lead_id, source, image_url, max_attempts, submitted_by)
+    SELECT lead_id, 'url', url, $1::int, 'signup' FROM ranked WHERE allowed
+    ON CONFLICT (lead_id, image_url) WHERE submitted_by = 'signup' DO NOTHING
+    RETURNING lead_id, image_url
+)
+INSERT INTO mailslot.image_quota AS q (property, day, queued, refused)
+SELECT r.property, (now() AT TIME ZONE 'UTC')::date,
+       count(i.lead_id), count(*) FILTER (WHERE NOT r.allowed)
+FROM ranked r LEFT JOIN inserted i ON i.lead_id = r.lead_id AND i.image_url = r.url
+GROUP BY r.property
+ON CONFLICT (property, day) DO UPDATE SET queued = q.queued + EXCLUDED.queued, refused = q.refused + EXCLUDED.refused`
 
 	upsertNodeSQL = `
 INSERT INTO mailslot.nodes AS n (node_id, region, last_seq, rows_synced, last_sync_at)
@@ -346,6 +369,9 @@ const (
 type Applier struct {
 	NodeID string
 	Region string
+	// ImageDailyQuota bounds the image jobs sign-ups queue per property and
+	// UTC day; 0 means no bound.
+	ImageDailyQuota int
 	// ImageAttempts is max_attempts for image jobs that sign-ups bring
 	// (MAILSLOT_IMAGE_MAX_ATTEMPTS); 0 means 5.
 	ImageAttempts int
@@ -460,7 +486,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 	)
 	flush := func() {
 		if len(segLeads) > 0 {
-			queueLeads(b, a.NodeID, segLeads, a.ImageAttempts)
+			queueLeads(b, a.NodeID, segLeads, a.ImageAttempts, a.ImageDailyQuota)
 		}
 		if len(segGone) > 0 {
 			queueErasedLeads(b, a.NodeID, segGone)
@@ -531,7 +557,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 	return len(seqs), nil
 }
 
-func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts int) {
+func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts, imageQuota int) {
 	merged := mergeLeads(leads)
 	n := len(merged)
 	var (
@@ -570,7 +596,7 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts int)
 	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
 		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt,
 		nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
-	queueLeadImages(b, leads, imageAttempts)
+	queueLeadImages(b, leads, imageAttempts, imageQuota)
 }
 
 func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
@@ -593,7 +619,7 @@ func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
 	b.Queue(insertEventsSQL, nodeID, ids, props, types, received, client, payloads, ips, seqs, leadSubs)
 }
 
-func queueLeadImages(b *pgx.Batch, leads []leadRow, attempts int) {
+func queueLeadImages(b *pgx.Batch, leads []leadRow, attempts, quota int) {
 	var props, urls []string
 	var hmacs [][]byte
 	for _, l := range leads {
@@ -607,5 +633,5 @@ func queueLeadImages(b *pgx.Batch, leads []leadRow, attempts int) {
 	if attempts <= 0 {
 		attempts = 5
 	}
-	b.Queue(insertLeadImagesSQL, attempts, props, hmacs, urls)
+	b.Queue(insertLeadImagesSQL, attempts, props, hmacs, urls, quota)
 }

@@ -37,6 +37,8 @@ type Options struct {
 	Retention time.Duration
 	// ImageAttempts is max_attempts for image jobs sign-ups bring.
 	ImageAttempts int
+	// ImageDailyQuota bounds sign-ups' image jobs per property and day.
+	ImageDailyQuota int
 	// MinBackoff and MaxBackoff bound the wait after a failed batch.
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
@@ -107,7 +109,7 @@ func New(opts Options) (*Worker, error) {
 	return &Worker{
 		opts:    opts,
 		pool:    pool,
-		applier: Applier{NodeID: opts.NodeID, Region: opts.Region, ImageAttempts: opts.ImageAttempts},
+		applier: Applier{NodeID: opts.NodeID, Region: opts.Region, ImageAttempts: opts.ImageAttempts, ImageDailyQuota: opts.ImageDailyQuota},
 		log:     opts.Logger,
 		state:   StateStarting,
 	}, nil

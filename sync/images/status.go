@@ -61,6 +61,9 @@ type Status struct {
 	MonthToDateSeconds    float64 `json:"month_to_date_seconds"`
 	MonthlyBudgetUSD      float64 `json:"monthly_budget_usd"`
 	BudgetExhausted       bool    `json:"budget_exhausted"`
+	// QuotaReached lists the properties whose sign-ups reached today's
+	// MAILSLOT_IMAGE_DAILY_QUOTA (UTC), with the images refused since.
+	QuotaReached []QuotaReached `json:"quota_reached,omitempty"`
 	// LastError is this dispatcher's latest trouble (Postgres or the
 	// provider), cleared by the next job that succeeds.
 	LastError   string     `json:"last_error,omitempty"`
@@ -98,11 +101,42 @@ func ReadStatus(ctx context.Context, db DB, provider string, budget float64) (St
 		return Status{}, err
 	}
 	st.MonthToDateUSD, st.MonthToDateSeconds = sp.USD, sp.Seconds
+	st.QuotaReached, err = quotaReached(ctx, db)
+	if err != nil {
+		return Status{}, err
+	}
 	st.BudgetExhausted = budget > 0 && sp.USD >= budget
 	if st.BudgetExhausted {
 		st.Reason = budgetReason(sp, budget)
 	}
 	return st, nil
+}
+
+// QuotaReached is one property that reached its daily image quota.
+type QuotaReached struct {
+	Property string `json:"property"`
+	Queued   int64  `json:"queued"`
+	Refused  int64  `json:"refused"`
+}
+
+func quotaReached(ctx context.Context, db DB) ([]QuotaReached, error) {
+	rows, err := db.Query(ctx, `
+		SELECT property, queued, refused FROM mailslot.image_quota
+		WHERE day = (now() AT TIME ZONE 'UTC')::date AND refused > 0
+		ORDER BY property LIMIT 100`)
+	if err != nil {
+		return nil, fmt.Errorf("read image quotas: %w", err)
+	}
+	defer rows.Close()
+	var out []QuotaReached
+	for rows.Next() {
+		var q QuotaReached
+		if err := rows.Scan(&q.Property, &q.Queued, &q.Refused); err != nil {
+			return nil, fmt.Errorf("read image quotas: %w", err)
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
 }
 
 func budgetReason(sp Spend, budget float64) string {
