@@ -58,6 +58,8 @@ func TestNormalizeEmailRefuses(t *testing.T) {
 		{"@example.com", pii.ErrInvalidEmail},
 		{"ann@example", pii.ErrEmailDomain},
 		{"ann@example.com.", pii.ErrEmailDomain},
+		{"ann@example.c", pii.ErrEmailDomain},
+		{"ann@192.0.2.1", pii.ErrEmailDomain},
 		{"ann@.example.com", pii.ErrEmailDomain},
 		{"ann@example..com", pii.ErrEmailDomain},
 		{"ann@-example.com", pii.ErrEmailDomain},
@@ -75,6 +77,9 @@ func TestNormalizeEmailRefuses(t *testing.T) {
 		{"ann@" + strings.Repeat("abcdefghij.", 23) + "com", pii.ErrInvalidEmail}, // 258 bytes
 		{strings.Repeat("a", 2000) + "@example.com", pii.ErrInvalidEmail},
 		{"ann\xff@example.com", pii.ErrEmailEncoding},
+		{"ann\ufffd@example.com", pii.ErrEmailEncoding},
+		{"\u201cann\u201d@example.com", pii.ErrInvalidEmail},
+		{"\u300cann\u300d@example.com", pii.ErrInvalidEmail},
 		{"ann@example.com\xc3", pii.ErrEmailEncoding},
 		{"an\x00n@example.com", pii.ErrEmailControl},
 		{"an\tn@example.com", pii.ErrEmailControl},

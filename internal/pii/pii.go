@@ -40,7 +40,8 @@ const maxEmailInput = 4 * MaxEmailLen
 var (
 	// ErrInvalidEmail is returned for anything that is not a plain address.
 	ErrInvalidEmail = errors.New("invalid email address")
-	// ErrEmailEncoding is returned for input that is not valid UTF-8.
+	// ErrEmailEncoding is returned for input that is not valid UTF-8, or
+	// that holds U+FFFD, the mark of a character lost to a bad encoding.
 	ErrEmailEncoding = fmt.Errorf("%w: not valid UTF-8", ErrInvalidEmail)
 	// ErrEmailControl is returned for a control character (U+0000–U+001F,
 	// U+007F–U+009F) anywhere inside the address.
@@ -69,7 +70,8 @@ var (
 //     lookup profile, so "bücher.example", "BÜCHER.example" and
 //     "xn--bcher-kva.example" are one domain;
 //
-// and checks that it is a single plain addr-spec with a dotted domain.
+// and checks that it is a single plain addr-spec with a dotted domain whose
+// top-level label has two characters or more and is not all digits.
 // Display names ("Ann <a@b>"), lists, comments, quoted local parts and domain
 // literals are refused rather than guessed at; invalid UTF-8, control
 // characters and invisible characters are refused rather than dropped,
@@ -128,6 +130,13 @@ func checkRune(r rune) error {
 		return ErrEmailControl
 	case r < utf8.RuneSelf:
 		return nil
+	case r == utf8.RuneError:
+		return ErrEmailEncoding
+	case unicode.In(r, unicode.Ps, unicode.Pe, unicode.Pi, unicode.Pf):
+		// Brackets and quotation marks, refused like their ASCII
+		// counterparts: they wrap addresses in text, and ContainsEmail
+		// treats them as the edge of one.
+		return ErrInvalidEmail
 	case unicode.In(r, unicode.Cf, unicode.Co, unicode.Z,
 		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector, unicode.Noncharacter_Code_Point):
 		return ErrEmailInvisible
@@ -156,6 +165,12 @@ func asciiDomain(d string) (string, error) {
 		if label == "" || len(label) > 63 {
 			return "", ErrEmailDomain
 		}
+	}
+	// No top-level domain is one character or all digits (RFC 3696 §2);
+	// "ann@192.0.2.1" is an address only in brackets, which are refused.
+	tld := a[strings.LastIndexByte(a, '.')+1:]
+	if len(tld) < 2 || strings.Trim(tld, "0123456789") == "" {
+		return "", ErrEmailDomain
 	}
 	return a, nil
 }
