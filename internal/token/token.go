@@ -1,20 +1,39 @@
-// Package token signs and verifies the links mailslot puts in emails:
+// Package token mints and verifies the links mailslot puts in emails:
 // confirm (double opt-in), unsubscribe and self-service erasure.
 //
-// A token is "<key id>.<payload>.<mac>", base64url without padding, where
-// the MAC is HMAC-SHA256 over "mailslot-token-v1.<key id>.<payload>" with
-// the key the id names. Keys rotate by adding a new first key to
-// MAILSLOT_TOKEN_KEY and keeping the old ones after it: new links use the
-// first key, old links keep verifying until their key is removed.
+// A token is "<key id>.<sealed>", base64url without padding. The sealed
+// part is a version byte (2), then the claims encrypted and authenticated
+// with AES-256-GCM under a key derived (HKDF-SHA256) from the secret the
+// key id names; the key id and version are authenticated with them. The
+// claims name the purpose, the property, the issue and expiry times and the
+// email's HMAC — never the address itself, because links end up in mail
+// logs and proxies — and nobody without the key can read them: the email
+// HMAC is the same for one person on every property, so in the clear it
+// would let anyone holding two properties' links tell that they reach the
+// same person.
 //
-// The payload names the purpose, the property and the email's HMAC — never
-// the address itself, because links end up in mail logs and proxies.
+// Keys rotate by adding a new first key to MAILSLOT_TOKEN_KEY and keeping
+// the old ones after it: new links use the first key, old links keep
+// verifying until their key is removed.
+//
+// Tokens of the first format, "<key id>.<payload>.<mac>" (the claims as
+// base64url JSON, in the clear, signed with HMAC-SHA256 over
+// "mailslot-token-v1.<key id>.<payload>"), were handed out for up to a year
+// before this one; they still verify, through the same checks, so that the
+// unsubscribe links in mail already sent keep working. They carry no issue
+// time (IssuedAt is zero), and nothing mints them any more: once every link
+// of that format has expired (a year after the change), the format can be
+// dropped.
 package token
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,16 +61,26 @@ var (
 
 // Claims is what a token says.
 type Claims struct {
-	Purpose   string    `json:"p"`
-	Property  string    `json:"prop,omitempty"`
-	EmailHMAC []byte    `json:"h"`
-	Expires   time.Time `json:"-"`
-	ExpUnix   int64     `json:"exp"`
+	Purpose   string `json:"p"`
+	Property  string `json:"prop,omitempty"`
+	EmailHMAC []byte `json:"h"`
+	// IssuedAt is when the token was minted, to the microsecond, so that
+	// a link minted before a later withdrawal or erasure can be told from
+	// one minted after it. Sign stamps the current time when it is zero.
+	// Tokens of the first format carry none: Verify returns the zero time
+	// for them, which is before everything.
+	IssuedAt time.Time `json:"-"`
+	// Expires is when the token stops verifying, to the second.
+	Expires time.Time `json:"-"`
+	// ExpUnix is Expires in Unix seconds, as the first format's JSON
+	// carried it. Sign ignores it; Verify sets it.
+	ExpUnix int64 `json:"exp"`
 }
 
 type key struct {
 	id     string
 	secret []byte
+	aead   cipher.AEAD
 }
 
 // Keys holds the signing key (first) and the keys that still verify.
@@ -83,7 +112,11 @@ func ParseKeys(s string) (*Keys, error) {
 			return nil, fmt.Errorf("token key id %q appears twice", id)
 		}
 		seen[id] = true
-		ks.keys = append(ks.keys, key{id: id, secret: []byte(secret)})
+		aead, err := sealer([]byte(secret), id)
+		if err != nil {
+			return nil, fmt.Errorf("token key %q: derive the encryption key: %w", id, err)
+		}
+		ks.keys = append(ks.keys, key{id: id, secret: []byte(secret), aead: aead})
 	}
 	if len(ks.keys) == 0 {
 		return nil, errors.New("no token key configured")
@@ -91,21 +124,107 @@ func ParseKeys(s string) (*Keys, error) {
 	return &ks, nil
 }
 
-var b64 = base64.RawURLEncoding
-
-// Sign mints a token for c with the first key.
-func (ks *Keys) Sign(c Claims) string {
-	c.ExpUnix = c.Expires.Unix()
-	body, _ := json.Marshal(c)
-	k := ks.keys[0]
-	payload := b64.EncodeToString(body)
-	return k.id + "." + payload + "." + b64.EncodeToString(mac(k, payload))
+// sealer derives the key id's AEAD. The key id is part of the derivation,
+// so one secret configured under two ids gives two unrelated keys.
+func sealer(secret []byte, id string) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, secret, nil, "mailslot/token/v2/aes-256-gcm/"+id, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	// A random 96-bit nonce per token: the key sees far fewer than the
+	// 2^32 messages after which random GCM nonces risk repeating.
+	return cipher.NewGCMWithRandomNonce(block)
 }
 
-// Verify checks a token's key, signature, purpose and expiry, in that order.
+// b64 decodes strictly, so that one token has one spelling.
+var b64 = base64.RawURLEncoding.Strict()
+
+// version2 is the first byte of a sealed token.
+const version2 = 2
+
+// maxToken bounds what Verify reads: the longest property and purpose fit
+// well inside it.
+const maxToken = 1024
+
+// Sign mints a token for c with the first key. A zero IssuedAt is stamped
+// with the current time.
+func (ks *Keys) Sign(c Claims) string {
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = time.Now()
+	}
+	k := ks.keys[0]
+	sealed := k.aead.Seal([]byte{version2}, nil, encodeClaims(c), additional(k.id))
+	return k.id + "." + b64.EncodeToString(sealed)
+}
+
+// additional is the authenticated data of a sealed token: its format and
+// key id, so that neither can be swapped.
+func additional(id string) []byte {
+	return []byte("mailslot-token-v2." + id)
+}
+
+// encodeClaims lays the claims out compactly, to keep links short: purpose,
+// property and email HMAC length-prefixed, issue time in Unix
+// microseconds and expiry in Unix seconds as varints.
+func encodeClaims(c Claims) []byte {
+	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(c.Purpose)+len(c.Property)+len(c.EmailHMAC)+2*binary.MaxVarintLen64)
+	b = appendBytes(b, c.Purpose)
+	b = appendBytes(b, c.Property)
+	b = appendBytes(b, string(c.EmailHMAC))
+	b = binary.AppendVarint(b, c.IssuedAt.UnixMicro())
+	b = binary.AppendVarint(b, c.Expires.Unix())
+	return b
+}
+
+func appendBytes(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func decodeClaims(b []byte) (Claims, bool) {
+	var c Claims
+	var h string
+	var ok bool
+	if c.Purpose, b, ok = readBytes(b); !ok {
+		return Claims{}, false
+	}
+	if c.Property, b, ok = readBytes(b); !ok {
+		return Claims{}, false
+	}
+	if h, b, ok = readBytes(b); !ok {
+		return Claims{}, false
+	}
+	iat, n := binary.Varint(b)
+	if n <= 0 {
+		return Claims{}, false
+	}
+	exp, m := binary.Varint(b[n:])
+	if m <= 0 || n+m != len(b) {
+		return Claims{}, false
+	}
+	c.EmailHMAC = []byte(h)
+	c.IssuedAt = time.UnixMicro(iat).UTC()
+	c.ExpUnix = exp
+	return c, true
+}
+
+func readBytes(b []byte) (string, []byte, bool) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n > uint64(len(b)-w) {
+		return "", nil, false
+	}
+	return string(b[w : w+int(n)]), b[w+int(n):], true
+}
+
+// Verify checks a token's key, integrity, purpose and expiry, in that
+// order, and returns its claims. Tokens of both formats go through the
+// same checks.
 func (ks *Keys) Verify(tok, purpose string, now time.Time) (Claims, error) {
 	parts := strings.Split(tok, ".")
-	if len(parts) != 3 || len(tok) > 1024 {
+	if len(parts) < 2 || len(parts) > 3 || len(tok) > maxToken {
 		return Claims{}, ErrMalformed
 	}
 	var k *key
@@ -117,16 +236,17 @@ func (ks *Keys) Verify(tok, purpose string, now time.Time) (Claims, error) {
 	if k == nil {
 		return Claims{}, ErrUnknownKey
 	}
-	sig, err := b64.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(sig, mac(*k, parts[1])) {
-		return Claims{}, ErrBadSignature
-	}
-	body, err := b64.DecodeString(parts[1])
-	if err != nil {
-		return Claims{}, ErrMalformed
-	}
 	var c Claims
-	if err := json.Unmarshal(body, &c); err != nil || len(c.EmailHMAC) != sha256.Size {
+	var err error
+	if len(parts) == 2 {
+		c, err = open(*k, parts[1])
+	} else {
+		c, err = openV1(*k, parts[1], parts[2])
+	}
+	if err != nil {
+		return Claims{}, err
+	}
+	if len(c.EmailHMAC) != sha256.Size {
 		return Claims{}, ErrMalformed
 	}
 	if c.Purpose != purpose {
@@ -139,7 +259,41 @@ func (ks *Keys) Verify(tok, purpose string, now time.Time) (Claims, error) {
 	return c, nil
 }
 
-func mac(k key, payload string) []byte {
+// open decrypts a sealed token.
+func open(k key, sealed string) (Claims, error) {
+	b, err := b64.DecodeString(sealed)
+	if err != nil || len(b) < 1 || b[0] != version2 {
+		return Claims{}, ErrMalformed
+	}
+	plain, err := k.aead.Open(nil, nil, b[1:], additional(k.id))
+	if err != nil {
+		return Claims{}, ErrBadSignature
+	}
+	c, ok := decodeClaims(plain)
+	if !ok {
+		return Claims{}, ErrMalformed
+	}
+	return c, nil
+}
+
+// openV1 checks a token of the first format.
+func openV1(k key, payload, sig string) (Claims, error) {
+	mac, err := b64.DecodeString(sig)
+	if err != nil || !hmac.Equal(mac, macV1(k, payload)) {
+		return Claims{}, ErrBadSignature
+	}
+	body, err := b64.DecodeString(payload)
+	if err != nil {
+		return Claims{}, ErrMalformed
+	}
+	var c Claims
+	if err := json.Unmarshal(body, &c); err != nil {
+		return Claims{}, ErrMalformed
+	}
+	return c, nil
+}
+
+func macV1(k key, payload string) []byte {
 	m := hmac.New(sha256.New, k.secret)
 	m.Write([]byte("mailslot-token-v1." + k.id + "." + payload))
 	return m.Sum(nil)
