@@ -3,6 +3,7 @@
 # Chromium for the browser tests. PostgreSQL 18 comes from scripts/pg.sh.
 # Idempotent; uses sudo when not run as root.
 set -euo pipefail
+[ -d "$(dirname "$0")/../internal/stdwebhook/testdata/node/node_modules" ] || npm ci --silent --no-audit --no-fund --prefix "$(dirname "$0")/../internal/stdwebhook/testdata/node"
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
