@@ -158,4 +158,3 @@ func newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	return pgtest.New(t)
 }
-
