@@ -216,21 +216,26 @@ func (d *Deliverer) finish(r Round) {
 // receiver sees each lead's events in order. Dead deliveries do not hold
 // back later ones. Disabled subscriptions get nothing.
 const claimSQL = `
-WITH due AS (
+WITH candidates AS (
+    (SELECT d.id FROM mailslot.webhook_deliveries d
+     JOIN mailslot.webhook_subscriptions s ON s.id = d.subscription_id AND s.disabled_at IS NULL
+     WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= now()
+       AND NOT EXISTS (` + olderUndeliveredSQL + `)
+     ORDER BY d.next_attempt_at
+     LIMIT $1)
+    UNION ALL
+    (SELECT d.id FROM mailslot.webhook_deliveries d
+     JOIN mailslot.webhook_subscriptions s ON s.id = d.subscription_id AND s.disabled_at IS NULL
+     WHERE d.state = 'delivering' AND d.lease_until <= now()
+       AND NOT EXISTS (` + olderUndeliveredSQL + `)
+     ORDER BY d.lease_until
+     LIMIT $1)
+), due AS (
     SELECT d.id FROM mailslot.webhook_deliveries d
-    JOIN mailslot.webhook_subscriptions s ON s.id = d.subscription_id
-    WHERE ((d.state IN ('pending', 'failed') AND d.next_attempt_at <= now())
-           OR (d.state = 'delivering' AND d.lease_until <= now()))
-      AND s.disabled_at IS NULL
-      AND NOT EXISTS (
-          SELECT 1 FROM mailslot.webhook_deliveries o
-          WHERE o.subscription_id = d.subscription_id AND o.lead_public_id = d.lead_public_id
-            AND o.event_seq < d.event_seq
-            AND (o.state IN ('pending', 'delivering', 'failed') OR o.lease_until IS NOT NULL)
-            AND (o.state <> 'cancelled' OR o.lease_until > now()))
-    ORDER BY d.next_attempt_at, d.id
+    WHERE d.id IN (SELECT id FROM candidates)
+      AND (d.state IN ('pending', 'failed') OR (d.state = 'delivering' AND d.lease_until <= now()))
     LIMIT $1
-    FOR UPDATE OF d SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 )
 UPDATE mailslot.webhook_deliveries d
 SET state = 'delivering', lease_token = gen_random_uuid(), lease_owner = $2,
@@ -241,6 +246,16 @@ WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id
 RETURNING d.id, d.lease_token, d.attempts, s.id, s.url, s.secret,
     CASE WHEN s.previous_expires_at > now() THEN s.previous_secret END,
     e.id, e.type, to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), e.payload::text`
+
+// olderUndeliveredSQL finds an older event of d's lead, to d's
+// subscription, that is not yet delivered: pending, failed or in flight,
+// or cancelled while still in flight.
+const olderUndeliveredSQL = `
+    SELECT 1 FROM mailslot.webhook_deliveries o
+    WHERE o.subscription_id = d.subscription_id AND o.lead_public_id = d.lead_public_id
+      AND o.event_seq < d.event_seq
+      AND (o.state IN ('pending', 'delivering', 'failed') OR o.lease_until IS NOT NULL)
+      AND (o.state <> 'cancelled' OR o.lease_until > now())`
 
 // finishSQL records the outcome of a round's attempts. A delivery that
 // was cancelled while in flight (erasure, removal) stays cancelled, and its
