@@ -3,7 +3,11 @@
 # Chromium for the browser tests. PostgreSQL 18 comes from scripts/pg.sh.
 # Idempotent; uses sudo when not run as root.
 set -euo pipefail
-(cd "$(dirname "$0")/.." && { [ -d internal/challenge/testdata/altcha/node_modules ] || npm ci --silent --prefix internal/challenge/testdata/altcha; })
+# Independent implementations that tests check our protocols against
+# (ALTCHA, Standard Webhooks), pinned by their package-lock.json files.
+for dir in internal/challenge/testdata/altcha internal/stdwebhook/testdata/node; do
+	(cd "$(dirname "$0")/.." && { [ -d "$dir/node_modules" ] || npm ci --silent --prefix "$dir"; })
+done
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

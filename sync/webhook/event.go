@@ -1,0 +1,213 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Type is an event type.
+type Type string
+
+// The event types a subscription may ask for.
+const (
+	LeadCreated      Type = "lead.created"
+	LeadConfirmed    Type = "lead.confirmed"
+	LeadUnsubscribed Type = "lead.unsubscribed"
+	LeadErased       Type = "lead.erased"
+)
+
+// Types lists every event type, in the order the docs give them.
+var Types = []Type{LeadCreated, LeadConfirmed, LeadUnsubscribed, LeadErased}
+
+// Valid reports whether t is a known type.
+func (t Type) Valid() bool {
+	return slices.Contains(Types, t)
+}
+
+// Reasons a lead.unsubscribed event gives.
+const (
+	ReasonWithdrawn  = "withdrawn"  // the person unsubscribed
+	ReasonBounced    = "bounced"    // the address bounced
+	ReasonComplained = "complained" // the person reported the mail as spam
+)
+
+// Event asks for one event about one lead. The payload is not given: it
+// is read from the lead's row in the same transaction (see doc.go for the
+// shapes), so the caller names the lead and the statement reads what the
+// batch just wrote.
+//
+// The lead is named by PublicID, or, when that is zero, by Property and
+// EmailHMAC (the sync knows a sign-up by its address, not by an id). An
+// event for a lead that does not exist, or that no enabled subscription
+// wants, writes nothing. lead.erased is not emitted this way: QueueErase
+// writes it.
+type Event struct {
+	// ID becomes webhook-id, the receiver's idempotency key. Zero means a
+	// new random one.
+	ID        uuid.UUID
+	Type      Type
+	PublicID  uuid.UUID
+	Property  string
+	EmailHMAC []byte
+	// Reason is lead.unsubscribed's reason (ReasonWithdrawn when empty).
+	Reason string
+	// At is when the change happened (confirmed_at, unsubscribed_at); zero
+	// means the lead row's own time (confirmed_at, withdrawn_at).
+	At time.Time
+}
+
+func (e Event) check() error {
+	switch e.Type {
+	case LeadCreated, LeadConfirmed:
+	case LeadUnsubscribed:
+		switch e.Reason {
+		case "", ReasonWithdrawn, ReasonBounced, ReasonComplained:
+		default:
+			return fmt.Errorf("webhook event: unknown unsubscribe reason %q", e.Reason)
+		}
+	case LeadErased:
+		return errors.New("webhook event: lead.erased is written by QueueErase, not emitted")
+	default:
+		return fmt.Errorf("webhook event: unknown type %q", e.Type)
+	}
+	if e.PublicID == uuid.Nil && (e.Property == "" || len(e.EmailHMAC) == 0) {
+		return errors.New("webhook event: name the lead by public id or by property and address hash")
+	}
+	return nil
+}
+
+// emitSQL writes the events that some enabled subscription wants and one
+// delivery per such subscription. lead.created is written once per lead:
+// a second one for the same public id writes nothing, so the caller may
+// emit it for every sign-up it merges. Times are rendered as RFC 3339 in
+// UTC by to_char, whatever the session's TimeZone (jsonb's own rendering
+// of a timestamptz follows it).
+const emitSQL = `
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bytea[], $6::text[], $7::timestamptz[])
+        WITH ORDINALITY AS i (id, type, public_id, property, email_hmac, reason, at, ord)
+), ev AS (
+    SELECT i.id, i.type, i.ord, l.public_id, l.property,
+        CASE i.type
+        WHEN 'lead.created' THEN jsonb_build_object(
+            'id', l.public_id, 'property', l.property, 'email', l.email, 'name', l.name,
+            'consent', l.consent_status, 'utm', l.first_utm, 'page', l.first_page,
+            'referrer', l.first_referrer,
+            'created_at', to_char(l.first_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        WHEN 'lead.confirmed' THEN jsonb_build_object(
+            'id', l.public_id, 'property', l.property, 'email', l.email, 'consent', l.consent_status,
+            'confirmed_at', to_char(COALESCE(i.at, l.confirmed_at, l.express_at, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        WHEN 'lead.unsubscribed' THEN jsonb_build_object(
+            'id', l.public_id, 'property', l.property, 'email', l.email,
+            'reason', COALESCE(NULLIF(i.reason, ''), 'withdrawn'),
+            'unsubscribed_at', to_char(COALESCE(i.at, l.withdrawn_at, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        END AS payload
+    FROM input i
+    JOIN LATERAL (
+        SELECT * FROM mailslot.leads WHERE public_id = i.public_id
+        UNION ALL
+        SELECT * FROM mailslot.leads WHERE i.public_id IS NULL AND property = i.property AND email_hmac = i.email_hmac
+    ) l ON true
+    WHERE EXISTS (
+        SELECT 1 FROM mailslot.webhook_subscriptions s
+        WHERE s.disabled_at IS NULL AND i.type = ANY (s.events) AND (s.property IS NULL OR s.property = l.property))
+      AND NOT (i.type = 'lead.created' AND EXISTS (
+        SELECT 1 FROM mailslot.webhook_events x WHERE x.lead_public_id = l.public_id AND x.type = 'lead.created'))
+), inserted AS (
+    INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload)
+    SELECT id, type, public_id, property, payload FROM ev ORDER BY ord
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, seq, type, lead_public_id, property
+)
+INSERT INTO mailslot.webhook_deliveries (subscription_id, event_id, lead_public_id, event_seq)
+SELECT s.id, e.id, e.lead_public_id, e.seq
+FROM inserted e
+JOIN mailslot.webhook_subscriptions s
+  ON s.disabled_at IS NULL AND e.type = ANY (s.events) AND (s.property IS NULL OR s.property = e.property)`
+
+type emitArgs struct {
+	ids, publicIDs []uuid.UUID
+	types, props   []string
+	hashes         [][]byte
+	reasons        []string
+	ats            []*time.Time
+}
+
+func buildEmit(evs []Event) (emitArgs, error) {
+	n := len(evs)
+	a := emitArgs{
+		ids: make([]uuid.UUID, n), publicIDs: make([]uuid.UUID, n), types: make([]string, n),
+		props: make([]string, n), hashes: make([][]byte, n), reasons: make([]string, n), ats: make([]*time.Time, n),
+	}
+	for i, e := range evs {
+		if err := e.check(); err != nil {
+			return a, err
+		}
+		a.ids[i] = e.ID
+		if e.ID == uuid.Nil {
+			a.ids[i] = uuid.New()
+		}
+		a.publicIDs[i], a.types[i], a.props[i], a.hashes[i], a.reasons[i] = e.PublicID, string(e.Type), e.Property, e.EmailHMAC, e.Reason
+		if !e.At.IsZero() {
+			at := e.At
+			a.ats[i] = &at
+		}
+	}
+	return a, nil
+}
+
+func (a emitArgs) values() []any {
+	pub := make([]*uuid.UUID, len(a.publicIDs))
+	for i := range a.publicIDs {
+		if a.publicIDs[i] != uuid.Nil {
+			pub[i] = &a.publicIDs[i]
+		}
+	}
+	return []any{a.ids, a.types, pub, a.props, a.hashes, a.reasons, a.ats}
+}
+
+// QueueEmit queues one statement on b (the sync's pipelined batch, inside
+// its transaction) that writes evs and their deliveries. Queue it after
+// the statements that write the leads it names. It returns an error, and
+// queues nothing, when an event is malformed.
+func QueueEmit(b *pgx.Batch, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	a, err := buildEmit(evs)
+	if err != nil {
+		return err
+	}
+	b.Queue(emitSQL, a.values()...)
+	return nil
+}
+
+// Execer is what Emit needs: a transaction (or a connection or a pool,
+// for callers outside a transaction).
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Emit writes evs and their deliveries through tx, the transaction that
+// changed the leads, and returns how many deliveries it queued.
+func Emit(ctx context.Context, tx Execer, evs ...Event) (int64, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	a, err := buildEmit(evs)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := tx.Exec(ctx, emitSQL, a.values()...)
+	if err != nil {
+		return 0, fmt.Errorf("emit webhook events: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
