@@ -135,8 +135,9 @@ func (s *Server) linkPage(purpose string) gin.HandlerFunc {
 func (s *Server) postLink(purpose string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		now := s.now().UTC()
-		ipHMAC := s.hash.IP(s.clientIP(c))
-		if ok, _ := s.limiter.Allow(string(ipHMAC[:16]), now); !ok {
+		ip := s.clientIP(c)
+		ipHMAC := s.hash.IP(ip)
+		if ok, _ := s.allow(ip, ipHMAC, now); !ok {
 			c.Header("Retry-After", "10")
 			c.AbortWithStatusJSON(http.StatusTooManyRequests, errBody(codeRateLimited, nil))
 			return

@@ -323,6 +323,26 @@ func TestClientIP(t *testing.T) {
 		return out
 	}
 
+	t.Run("an IPv6 /64 is one client", func(t *testing.T) {
+		e := edgetest.NewEdge(t, limited, withClock(newClock()))
+		db := edgetest.OpenDB(t, e.Config.DataDir)
+		w := edgetest.Serve(e.Public, from("[2001:db8:1:2::1]:5000", jsonReq(leads, lead("a@example.com"))))
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("first: %d", w.Code)
+		}
+		w = edgetest.Serve(e.Public, from("[2001:db8:1:2:ffff::9]:5000", jsonReq(leads, lead("b@example.com"))))
+		if w.Code != http.StatusTooManyRequests {
+			t.Errorf("another address of the same /64 got its own bucket: %d", w.Code)
+		}
+		w = edgetest.Serve(e.Public, from("[2001:db8:1:3::1]:5000", jsonReq(leads, lead("c@example.com"))))
+		if w.Code != http.StatusAccepted {
+			t.Errorf("the next /64 was limited too: %d", w.Code)
+		}
+		// What is stored stays the exact address's hash.
+		if got := ipHMACs(t, db); len(got) != 2 || !bytes.Equal(got[0], e.Hasher.IP("2001:db8:1:2::1")) {
+			t.Errorf("ip_hmac is not the client address's HMAC")
+		}
+	})
 	t.Run("X-Forwarded-For does not change the key", func(t *testing.T) {
 		e := edgetest.NewEdge(t, limited, withClock(newClock()))
 		db := edgetest.OpenDB(t, e.Config.DataDir)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
+	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/web"
@@ -68,8 +69,9 @@ func (s *Server) begin(c *gin.Context, allowed ...intake.Format) (request, bool)
 		s.fail(c, f, http.StatusUnsupportedMediaType, codeUnsupportedType, nil)
 		return r, false
 	}
-	r.ipHMAC = s.hash.IP(s.clientIP(c))
-	if ok, wait := s.limiter.Allow(string(r.ipHMAC[:16]), r.now); !ok {
+	ip := s.clientIP(c)
+	r.ipHMAC = s.hash.IP(ip)
+	if ok, wait := s.allow(ip, r.ipHMAC, r.now); !ok {
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		s.fail(c, r.format, http.StatusTooManyRequests, codeRateLimited, nil)
 		return r, false
@@ -96,6 +98,18 @@ func (s *Server) begin(c *gin.Context, allowed ...intake.Format) (request, bool)
 func formLike(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && (mt == "multipart/form-data" || mt == "application/x-www-form-urlencoded")
+}
+
+// allow takes a token from the client's bucket. An IPv4 client is its
+// address (ipHMAC, the hash stored with its submissions); an IPv6 client
+// is its /64 (MAILSLOT_RATE_V6_PREFIX), since one host is handed a whole
+// prefix and could otherwise take a fresh bucket per address.
+func (s *Server) allow(ip string, ipHMAC []byte, now time.Time) (bool, time.Duration) {
+	key := ipHMAC
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() {
+		key = s.hash.IP(ratelimit.ClientKey(a, s.cfg.RateV6PrefixBits))
+	}
+	return s.limiter.Allow(string(key[:16]), now)
 }
 
 // clientIP is the socket's peer, or the configured platform header when the

@@ -196,7 +196,7 @@ func decodeProps(raw json.RawMessage, prefix string, errs fieldErrs) map[string]
 				errs.add(key, code)
 				continue
 			}
-			if strings.Contains(s, "@") && looksLikeEmail(s) {
+			if pii.ContainsEmail(s) {
 				errs.add(key, FieldPII)
 				continue
 			}
@@ -214,15 +214,6 @@ func decodeProps(raw json.RawMessage, prefix string, errs fieldErrs) map[string]
 		}
 	}
 	return out
-}
-
-func looksLikeEmail(s string) bool {
-	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == ';' || r == '<' || r == '>' }) {
-		if _, err := pii.NormalizeEmail(w); err == nil {
-			return true
-		}
-	}
-	return false
 }
 
 // maxClientMillis bounds client timestamps (about the year 5138) so that

@@ -9,13 +9,13 @@ import (
 	"errors"
 	"maps"
 	"mime"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/internal/pii"
 )
 
 // Body formats a request may use.
@@ -169,22 +169,14 @@ func text(v string, max int) (string, string) {
 	return v, ""
 }
 
-// emailInText matches an address inside free text, including one that is
-// percent-encoded in a URL (ann%40example.com).
-var emailInText = regexp.MustCompile(`[\p{L}\p{M}\p{N}!#$%&'*+/=?^_\x60{|}~.\-]+(?:@|%40)[\p{L}\p{M}\p{N}.\-]+\.[\p{L}\p{M}\p{N}\-]{2,}`)
-
 // EmailRedacted replaces an address found inside a URL or campaign value.
-const EmailRedacted = "[email]"
+const EmailRedacted = pii.EmailRedacted
 
 // stripEmails removes addresses from free text that is not meant to hold
 // one (a page URL with ?email=…, a referrer, a UTM value): telemetry and
-// attribution must never carry an address that erasure would have to chase.
-func stripEmails(v string) string {
-	if !strings.Contains(v, "@") && !strings.Contains(strings.ToLower(v), "%40") {
-		return v
-	}
-	return emailInText.ReplaceAllString(v, EmailRedacted)
-}
+// attribution must never carry an address that erasure would have to
+// chase. Only the address goes; the rest of the URL stays readable.
+func stripEmails(v string) string { return pii.RedactEmails(v) }
 
 // url checks free text that may hold a URL and strips addresses from it.
 func urlText(v string, max int) (string, string) {

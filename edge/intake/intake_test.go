@@ -249,6 +249,21 @@ func TestDecodeEvents(t *testing.T) {
 				"props.a": "invalid", "props.b c": "invalid", "props.e": "contains_personal_data", "utm.x": "unknown"},
 		},
 		{
+			// Wrapped addresses are still addresses.
+			name: "wrapped addresses in props", format: intake.FormatJSON, max: 2,
+			body: `{"type":"click","property":"p","props":{"m":"mailto:ann@example.com","b":"<ann@example.com>","q":"\"ann@example.com\"",
+				"d":"write to ann@example.com.","p":"ann%40example.com","x":"%61nn%40example.com"}}`,
+			code: intake.CodeInvalidFields,
+			fields: map[string]string{"props.m": "contains_personal_data", "props.b": "contains_personal_data", "props.q": "contains_personal_data",
+				"props.d": "contains_personal_data", "props.p": "contains_personal_data", "props.x": "contains_personal_data"},
+		},
+		{
+			// Only the address leaves a URL; the rest stays readable.
+			name: "address redacted from a page URL", format: intake.FormatJSON, max: 2,
+			body: `{"type":"page_view","property":"p","page":"https://x.example/?e=ann@example.com&ref=news","referrer":"https://y.example/?to=ann%40example.com"}`,
+			want: []mailslot.Event{{Type: "page_view", Property: "p", Page: "https://x.example/?e=[email]&ref=news", Referrer: "https://y.example/?to=[email]"}},
+		},
+		{
 			name: "too many props", format: intake.FormatJSON, max: 2,
 			body: `{"type":"click","property":"p","props":{` + manyProps(21) + `}}`,
 			code: intake.CodeInvalidFields, fields: map[string]string{"props": "too_long"},

@@ -54,6 +54,9 @@ type Config struct {
 	RateRPS        float64
 	RateBurst      int
 	RateMaxClients int
+	// RateV6PrefixBits is the IPv6 prefix a client is limited by: every
+	// address of a /64 (the default) is one client.
+	RateV6PrefixBits int
 	// ClientIPHeader names the header a trusted proxy sets to the client's
 	// address (Fly-Client-IP on Fly). Empty means the socket address.
 	ClientIPHeader string
@@ -130,10 +133,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		ThanksURL:         p.str("MAILSLOT_THANKS_URL", "/v1/thanks"),
 		ErrorURL:          p.str("MAILSLOT_ERROR_URL", "/v1/thanks"),
 
-		RateRPS:        p.float("MAILSLOT_RATE_RPS", 5),
-		RateBurst:      p.int("MAILSLOT_RATE_BURST", 20),
-		RateMaxClients: p.int("MAILSLOT_RATE_MAX_CLIENTS", 50_000),
-		ClientIPHeader: p.str("MAILSLOT_CLIENT_IP_HEADER", defaultIPHeader(getenv)),
+		RateRPS:          p.float("MAILSLOT_RATE_RPS", 5),
+		RateBurst:        p.int("MAILSLOT_RATE_BURST", 20),
+		RateMaxClients:   p.int("MAILSLOT_RATE_MAX_CLIENTS", 50_000),
+		RateV6PrefixBits: p.int("MAILSLOT_RATE_V6_PREFIX", 64),
+		ClientIPHeader:   p.str("MAILSLOT_CLIENT_IP_HEADER", defaultIPHeader(getenv)),
 
 		MaxBodyBytes: int64(p.int("MAILSLOT_MAX_BODY_BYTES", 16<<10)),
 		MaxEvents:    p.int("MAILSLOT_MAX_EVENTS", 50),
@@ -188,6 +192,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		if strings.ContainsAny(h, "/*@ ") {
 			p.fail("MAILSLOT_REDIRECT_HOSTS", fmt.Sprintf("%q must be a bare host or host:port", h))
 		}
+	}
+	if c.RateV6PrefixBits < 32 || c.RateV6PrefixBits > 128 {
+		p.fail("MAILSLOT_RATE_V6_PREFIX", "must be between 32 and 128 (bits of an IPv6 address that name one client)")
 	}
 	if c.RateRPS < 0 || c.RateBurst < 0 {
 		p.fail("MAILSLOT_RATE_RPS", "must not be negative")
