@@ -19,6 +19,11 @@ type ConsentChange struct {
 	Status     string    `json:"status"`
 	Source     string    `json:"source"`
 	RecordedAt time.Time `json:"recorded_at"`
+	// TokenIssuedAt is when the confirm link's token was minted (zero for
+	// an unsubscribe). Sync applies a confirmation only when its link was
+	// minted after the lead's latest withdrawal: a link must not outlive a
+	// later unsubscribe or erasure.
+	TokenIssuedAt time.Time `json:"token_issued_at,omitzero"`
 }
 
 // ErasureRequest asks Postgres to erase an address (its hash is in the

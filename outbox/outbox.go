@@ -104,6 +104,11 @@ type Outbox struct {
 	lastSeq     atomic.Int64
 	overLimit   atomic.Pointer[string] // reason the outbox refuses work, or nil
 	lastErr     atomic.Pointer[string]
+
+	// erasureCheckpoint replaces the outbox's own checkpoint after an
+	// erasure when Litestream owns checkpoints (SetErasureCheckpoint).
+	erasureCheckpoint atomic.Pointer[func(context.Context) error]
+	walScrubOwed      atomic.Bool // an erasure's checkpoint has not yet succeeded
 }
 
 // Open opens (creating if needed) the outbox in opts.Dir, migrates its

@@ -142,6 +142,19 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 			c.AbortWithStatusJSON(http.StatusTooManyRequests, errBody(codeRateLimited, nil))
 			return
 		}
+		if purpose != token.Unsubscribe && crossSite(c, s.cfg.PublicURL) {
+			// A page elsewhere that holds a link must not press its button
+			// in a visitor's browser. Unsubscribing stays open to any
+			// sender: RFC 8058 one-click posts come from mail providers,
+			// and a withdrawal can only ever stop mail.
+			if wantsJSON(c) {
+				c.AbortWithStatusJSON(http.StatusForbidden, errBody(codeOriginNotAllowed, nil))
+				return
+			}
+			s.renderPage(c, http.StatusForbidden, page{Title: "This link does not work here", Text: "Please open the link from your email and press the button on its page."})
+			c.Abort()
+			return
+		}
 		oneClick, ok := s.readLinkBody(c)
 		if !ok {
 			return
@@ -156,8 +169,10 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 			_, err = s.erase(c, claims.EmailHMAC, now, "self_service")
 		default:
 			change := mailslot.ConsentChange{Action: mailslot.ActionConfirm, Property: claims.Property,
-				Status: mailslot.ConsentExpress, Source: sourceConfirmLink, RecordedAt: now}
+				Status: mailslot.ConsentExpress, Source: sourceConfirmLink, RecordedAt: now,
+				TokenIssuedAt: tokenIssuedAt(claims, s.cfg.ConfirmTTL)}
 			if purpose == token.Unsubscribe {
+				change.TokenIssuedAt = time.Time{}
 				change.Action, change.Status, change.Source = mailslot.ActionUnsubscribe, mailslot.ConsentWithdrawn, sourceUnsubscribeLink
 				if oneClick {
 					change.Source = sourceOneClick
@@ -179,6 +194,41 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 		}
 		s.renderPage(c, http.StatusOK, donePages[purpose])
 	}
+}
+
+// tokenIssuedAt is when a confirm link's token was minted: sync applies a
+// confirmation only when its link is newer than the lead's latest
+// withdrawal. Confirm links are minted ttl (MAILSLOT_CONFIRM_LINK_TTL)
+// before they expire, truncated to the second (adminLinks), so the expiry
+// less the TTL is the issue time, at most a second early. This is the one
+// place that says how a token's issue time is known; when the token
+// carries its own, this returns it.
+func tokenIssuedAt(c token.Claims, ttl time.Duration) time.Time {
+	return c.Expires.Add(-ttl).UTC()
+}
+
+// crossSite reports whether a browser sent the request from a page on
+// another site: Sec-Fetch-Site says so, or an Origin whose host is neither
+// the edge's public host nor the host the request was sent to. Requests
+// with neither header (mail clients, curl) pass.
+func crossSite(c *gin.Context, publicURL string) bool {
+	switch c.GetHeader("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	origin := c.GetHeader("Origin")
+	if origin == "" {
+		return false
+	}
+	o, err := url.Parse(origin)
+	if err != nil || o.Host == "" {
+		return true // "null": a sandboxed or opaque page
+	}
+	if o.Host == c.Request.Host {
+		return false
+	}
+	u, err := url.Parse(publicURL)
+	return err != nil || o.Scheme != u.Scheme || o.Host != u.Host
 }
 
 // readLinkBody accepts what a button or a one-click client sends and

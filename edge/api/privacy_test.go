@@ -372,13 +372,18 @@ func TestUnsubscribeLinksLastAtLeast60Days(t *testing.T) {
 func TestConfirmLinkStoresExpressConsent(t *testing.T) {
 	e := newLinkEdge(t)
 	e.signUp(linkEmail)
-	w := e.request(e.Public, http.MethodPost, target(t, e.mint(linkEmail).Confirm), "", "", "Accept", "text/html")
+	minted := e.clock.Now()
+	link := e.mint(linkEmail).Confirm
+	// The link is used later; the confirmation says when it was minted, so
+	// that sync can tell a link older than a withdrawal.
+	e.clock.set(minted.Add(10 * time.Minute))
+	w := e.request(e.Public, http.MethodPost, target(t, link), "", "", "Accept", "text/html")
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Subscription confirmed") {
 		t.Fatalf("confirm: %d %s", w.Code, w.Body)
 	}
 	got := e.consentRows()
 	want := mailslot.ConsentChange{Action: mailslot.ActionConfirm, Property: linkProperty, Status: mailslot.ConsentExpress,
-		Source: "confirm_link", RecordedAt: e.clock.Now()}
+		Source: "confirm_link", RecordedAt: e.clock.Now(), TokenIssuedAt: minted}
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("consent rows %+v, want [%+v]", got, want)
 	}

@@ -235,7 +235,13 @@ ON CONFLICT (node_id, seq) DO NOTHING`
 	// first touch, latest last touch, latest non-empty name. A new lead
 	// also inherits what arrived before it: a suppression (unsubscribe or
 	// erasure) becomes its withdrawn_at, and a confirmation that synced
-	// before its sign-up becomes its express_at.
+	// before its sign-up becomes its express_at and confirmed_at, unless
+	// its link was minted at or before that suppression (confirmSQL's rule).
+	//
+	// An express claim in a sign-up raises consent_basis and express_at
+	// only: it never overturns a withdrawal, because anyone can post one.
+	// Only confirmed_at (the confirm link) does (consent_status, pgschema
+	// 006).
 	//
 	// The same statement writes each submission's consent record, linked
 	// to the lead the upsert returns ($18 on): a join with the upsert's
@@ -244,11 +250,13 @@ ON CONFLICT (node_id, seq) DO NOTHING`
 WITH upserted AS (
 INSERT INTO mailslot.leads AS l (
     property, email, email_hmac, name, name_at, consent_basis, express_at, implied_at, withdrawn_at,
+    confirmed_at, confirm_issued_at,
     first_seen_at, first_utm, first_page, first_referrer,
     last_seen_at, last_utm, last_page, last_referrer, submissions)
 SELECT s.property, s.email, s.email_hmac, s.name, s.name_at,
        CASE WHEN o.express_at IS NOT NULL THEN 'express' ELSE s.basis END,
        GREATEST(s.express_at, o.express_at), s.implied_at, x.withdrawn_at,
+       o.express_at, o.issued_at,
        s.first_at, s.first_utm::jsonb, s.first_page, s.first_ref,
        s.last_at, s.last_utm::jsonb, s.last_page, s.last_ref, s.submissions
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
@@ -257,11 +265,12 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::tim
      AS s (property, email, email_hmac, name, basis, express_at, implied_at,
            first_at, first_utm, first_page, first_ref, last_at, last_utm, last_page, last_ref, submissions, name_at)
 LEFT JOIN LATERAL (
-    SELECT max(c.recorded_at) AS express_at FROM mailslot.consent_records c
-    WHERE c.email_hmac = s.email_hmac AND c.property = s.property AND c.status = 'express' AND c.lead_id IS NULL) o ON true
-LEFT JOIN LATERAL (
     SELECT max(x.created_at) AS withdrawn_at FROM mailslot.suppressions x
     WHERE x.email_hmac = s.email_hmac AND x.property IN ('', s.property)) x ON true
+LEFT JOIN LATERAL (
+    SELECT max(c.recorded_at) AS express_at, max(c.token_issued_at) AS issued_at FROM mailslot.consent_records c
+    WHERE c.email_hmac = s.email_hmac AND c.property = s.property AND c.status = 'express' AND c.lead_id IS NULL
+      AND (x.withdrawn_at IS NULL OR c.token_issued_at > x.withdrawn_at)) o ON true
 -- Key order: two batches (two edges) that share addresses lock those
 -- leads in the same order, so they wait for each other, never deadlock.
 ORDER BY s.property, s.email_hmac
@@ -279,6 +288,8 @@ ON CONFLICT (property, email_hmac) DO UPDATE SET
     express_at = GREATEST(l.express_at, EXCLUDED.express_at),
     implied_at = GREATEST(l.implied_at, EXCLUDED.implied_at),
     withdrawn_at = GREATEST(l.withdrawn_at, EXCLUDED.withdrawn_at),
+    confirmed_at      = GREATEST(l.confirmed_at, EXCLUDED.confirmed_at),
+    confirm_issued_at = GREATEST(l.confirm_issued_at, EXCLUDED.confirm_issued_at),
     first_seen_at  = LEAST(l.first_seen_at, EXCLUDED.first_seen_at),
     first_utm      = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_utm ELSE l.first_utm END,
     first_page     = CASE WHEN EXCLUDED.first_seen_at < l.first_seen_at THEN EXCLUDED.first_page ELSE l.first_page END,

@@ -565,7 +565,11 @@ func TestConsentMergeRules(t *testing.T) {
 
 // TestWithdrawnIsKeptUntilANewerExpress withdraws a lead by SQL (the
 // unsubscribe flow sets withdrawn_at) and then applies later batches.
-func TestWithdrawnIsKeptUntilANewerExpress(t *testing.T) {
+// A sign-up's consent claim, express included, never overturns a
+// withdrawal: anyone can post one. Only a confirmation through the signed
+// link does (TestConfirmLinkMintedBeforeTheWithdrawalDoesNotOverturnIt in
+// privacy_test.go). The claim is still merged into the lead's basis.
+func TestWithdrawnIsKeptAgainstSignUpsOfAnyConsent(t *testing.T) {
 	const (
 		P = mailslot.ConsentPending
 		I = mailslot.ConsentImplied
@@ -576,18 +580,18 @@ func TestWithdrawnIsKeptUntilANewerExpress(t *testing.T) {
 		name   string
 		before []sub   // applied before the withdrawal
 		after  [][]sub // batches applied after it
-		want   string
+		basis  string
 	}{
-		{"older pending", []sub{{at: 1, consent: E}}, [][]sub{{{at: 3, consent: P}}}, "withdrawn"},
-		{"newer pending", []sub{{at: 1, consent: E}}, [][]sub{{{at: 7, consent: P}}}, "withdrawn"},
-		{"older implied", []sub{{at: 1, consent: P}}, [][]sub{{{at: 2, consent: I}}}, "withdrawn"},
-		{"newer implied", []sub{{at: 1, consent: P}}, [][]sub{{{at: 8, consent: I}}}, "withdrawn"},
-		{"older express", []sub{{at: 1, consent: P}}, [][]sub{{{at: 4, consent: E}}}, "withdrawn"},
-		{"newer express", []sub{{at: 1, consent: P}}, [][]sub{{{at: 8, consent: E}}}, "express"},
-		{"newer express then newer pending", []sub{{at: 1, consent: E}}, [][]sub{{{at: 8, consent: E}}, {{at: 9, consent: P}}}, "express"},
-		{"newer pending and older express in one batch", []sub{{at: 1, consent: E}}, [][]sub{{{at: 7, consent: P}, {at: 3, consent: E}}}, "withdrawn"},
-		{"older pending and newer express in one batch", []sub{{at: 1, consent: P}}, [][]sub{{{at: 3, consent: P}, {at: 8, consent: E}}}, "express"},
-		{"newer implied, then newer express", []sub{{at: 1, consent: P}}, [][]sub{{{at: 6, consent: I}}, {{at: 9, consent: E}}}, "express"},
+		{"older pending", []sub{{at: 1, consent: E}}, [][]sub{{{at: 3, consent: P}}}, E},
+		{"newer pending", []sub{{at: 1, consent: E}}, [][]sub{{{at: 7, consent: P}}}, E},
+		{"older implied", []sub{{at: 1, consent: P}}, [][]sub{{{at: 2, consent: I}}}, I},
+		{"newer implied", []sub{{at: 1, consent: P}}, [][]sub{{{at: 8, consent: I}}}, I},
+		{"older express", []sub{{at: 1, consent: P}}, [][]sub{{{at: 4, consent: E}}}, E},
+		{"newer express claim", []sub{{at: 1, consent: P}}, [][]sub{{{at: 8, consent: E}}}, E},
+		{"newer express claim then newer pending", []sub{{at: 1, consent: E}}, [][]sub{{{at: 8, consent: E}}, {{at: 9, consent: P}}}, E},
+		{"newer pending and older express in one batch", []sub{{at: 1, consent: E}}, [][]sub{{{at: 7, consent: P}, {at: 3, consent: E}}}, E},
+		{"older pending and newer express claim in one batch", []sub{{at: 1, consent: P}}, [][]sub{{{at: 3, consent: P}, {at: 8, consent: E}}}, E},
+		{"newer implied, then newer express claim", []sub{{at: 1, consent: P}}, [][]sub{{{at: 6, consent: I}}, {{at: 9, consent: E}}}, E},
 	}
 	f := newFixture(t)
 	for i, tt := range tests {
@@ -600,8 +604,8 @@ func TestWithdrawnIsKeptUntilANewerExpress(t *testing.T) {
 				t.Fatalf("status right after the withdrawal = %s", got)
 			}
 			f.applyBatches(email, tt.after)
-			if got := f.text(`SELECT consent_status FROM mailslot.leads WHERE email_hmac = $1`, hasher.Email(email)); got != tt.want {
-				t.Errorf("consent_status = %s, want %s", got, tt.want)
+			if got := f.text(`SELECT consent_status || ',' || consent_basis FROM mailslot.leads WHERE email_hmac = $1`, hasher.Email(email)); got != "withdrawn,"+tt.basis {
+				t.Errorf("consent_status,basis = %s, want withdrawn,%s", got, tt.basis)
 			}
 			if got := f.text(`SELECT withdrawn_at::text FROM mailslot.leads WHERE email_hmac = $1`, hasher.Email(email)); got == "<null>" {
 				t.Errorf("withdrawn_at was cleared")

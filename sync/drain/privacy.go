@@ -58,13 +58,27 @@ WHERE email_hmac = ANY($1::bytea[]) GROUP BY email_hmac`
 
 	consentRecordSQL = `
 INSERT INTO mailslot.consent_records (
-    lead_id, submission_id, email_hmac, property, status, source, recorded_at, ip_hmac, origin_node, origin_seq)
+    lead_id, submission_id, email_hmac, property, status, source, recorded_at, ip_hmac, origin_node, origin_seq,
+    token_issued_at)
 VALUES ((SELECT id FROM mailslot.leads WHERE property = $4 AND email_hmac = $3),
-        $2, $3, $4, $5, $6, $7, $8, $1, $9)`
+        $2, $3, $4, $5, $6, $7, $8, $1, $9, $10)`
 
+	// confirmSQL applies a confirmation through the signed link: the only
+	// consent that overturns a withdrawal, and only when its link ($4, the
+	// token's issue time) was minted after the lead's latest withdrawal. A
+	// link minted before an unsubscribe or an erasure and used after it is
+	// recorded (consentRecordSQL) and changes nothing; so is one from an
+	// edge that does not send the issue time, when the lead is withdrawn.
+	// The generated consent_status checks the same against withdrawals
+	// that arrive later (pgschema 006).
 	confirmSQL = `
-UPDATE mailslot.leads SET consent_basis = 'express', express_at = GREATEST(express_at, $3)
-WHERE property = $1 AND email_hmac = $2`
+UPDATE mailslot.leads SET
+    consent_basis     = 'express',
+    express_at        = GREATEST(express_at, $3),
+    confirmed_at      = GREATEST(confirmed_at, $3),
+    confirm_issued_at = GREATEST(confirm_issued_at, $4)
+WHERE property = $1 AND email_hmac = $2
+  AND (withdrawn_at IS NULL OR $4::timestamptz > withdrawn_at)`
 
 	unsubscribeSQL = `
 UPDATE mailslot.leads SET withdrawn_at = GREATEST(withdrawn_at, $3)
@@ -110,6 +124,27 @@ SELECT NULL, s.id, NULL, s.property, s.policy_version, s.status, s.source, s.rec
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bigint[])
      AS s (id, property, policy_version, status, source, recorded_at, seq)`
 
+	// eraseEventPropsSQL scrubs the address from event payloads, wherever
+	// it sits inside them and however it is wrapped or encoded
+	// (mailslot.address_pattern). Events carry no address column, so the
+	// address comes from the leads about to be erased: one bound hash, so
+	// the statement does not grow with the data (it reads every event up to
+	// the erasure time once).
+	eraseEventPropsSQL = `
+UPDATE mailslot.events e SET payload = regexp_replace(e.payload::text, p.re, '[email]', 'gi')::jsonb
+FROM (SELECT DISTINCT mailslot.address_pattern(email) AS re FROM mailslot.leads WHERE email_hmac = $1) p
+WHERE e.received_at <= $2 AND e.payload::text ~* p.re`
+
+	// A lead that is reset rather than deleted (resetLeadsSQL) keeps its
+	// row, so its image jobs (URL, caption, face count) would survive the
+	// cascade that takes a deleted lead's: they are deleted here, those of
+	// the sign-ups after the erasure time with them, since a job does not
+	// say which sign-up brought its image. Predictions and uploads go by
+	// their cascades; the spend ledger keeps only amounts.
+	eraseResetImagesSQL = `
+DELETE FROM mailslot.image_jobs
+WHERE lead_id IN (SELECT id FROM mailslot.leads WHERE email_hmac = $1 AND last_seen_at > $2)`
+
 	// The lead goes; its consent records and events are set null by their
 	// foreign keys, and its image jobs are deleted by theirs.
 	eraseLeadsSQL = `DELETE FROM mailslot.leads WHERE email_hmac = $1 AND last_seen_at <= $2`
@@ -127,6 +162,8 @@ UPDATE mailslot.leads l SET
     express_at     = CASE WHEN express_at > $2 THEN express_at END,
     implied_at     = CASE WHEN implied_at > $2 THEN implied_at END,
     withdrawn_at   = GREATEST(withdrawn_at, $2),
+    confirmed_at      = CASE WHEN confirmed_at > $2 THEN confirmed_at END,
+    confirm_issued_at = CASE WHEN confirmed_at > $2 THEN confirm_issued_at END,
     consent_basis  = CASE WHEN express_at > $2 THEN 'express' WHEN implied_at > $2 THEN 'implied' ELSE 'pending' END,
     submissions    = (SELECT count(*) FROM mailslot.consent_records c WHERE c.lead_id = l.id AND c.recorded_at > $2)
 WHERE email_hmac = $1 AND last_seen_at > $2`
@@ -213,11 +250,15 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 		return
 	}
 	ch := c.consent
+	var issued *time.Time
+	if !ch.TokenIssuedAt.IsZero() {
+		issued = &ch.TokenIssuedAt
+	}
 	b.Queue(consentRecordSQL, nodeID, r.ID, r.EmailHMAC, ch.Property, ch.Status, optional(ch.Source),
-		r.ReceivedAt, r.IPHMAC, r.Seq)
+		r.ReceivedAt, r.IPHMAC, r.Seq, issued)
 	switch ch.Action {
 	case mailslot.ActionConfirm:
-		b.Queue(confirmSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
+		b.Queue(confirmSQL, ch.Property, r.EmailHMAC, r.ReceivedAt, issued)
 	case mailslot.ActionUnsubscribe:
 		b.Queue(unsubscribeSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
 		b.Queue(suppressSQL, r.EmailHMAC, ch.Property, "unsubscribed", r.ReceivedAt)
@@ -250,7 +291,9 @@ func queueErasure(b *pgx.Batch, emailHMAC []byte, at time.Time, by, origin strin
 	b.Queue(tombstoneSQL, emailHMAC, at, by, node)
 	b.Queue(suppressSQL, emailHMAC, "", "erased", at)
 	b.Queue(eraseEventsSQL, emailHMAC, at)
+	b.Queue(eraseEventPropsSQL, emailHMAC, at)
 	b.Queue(eraseConsentSQL, emailHMAC, at)
+	b.Queue(eraseResetImagesSQL, emailHMAC, at)
 	b.Queue(eraseLeadsSQL, emailHMAC, at)
 	b.Queue(resetLeadsSQL, emailHMAC, at)
 }
@@ -261,6 +304,11 @@ type EraseResult struct {
 	LeadsReset      int64 `json:"leads_reset"`
 	ConsentScrubbed int64 `json:"consent_records_scrubbed"`
 	EventsScrubbed  int64 `json:"events_scrubbed"`
+	// EventPayloadsScrubbed counts events whose payload held the address.
+	EventPayloadsScrubbed int64 `json:"event_payloads_scrubbed"`
+	// ImageJobsDeleted counts the image jobs of reset leads; a deleted
+	// lead's go by cascade and are not counted.
+	ImageJobsDeleted int64 `json:"image_jobs_deleted"`
 }
 
 // Erase erases an address in Postgres directly, as of at, with the same
@@ -279,7 +327,9 @@ func Erase(ctx context.Context, db interface {
 	b.Queue(tombstoneOrderSQL)
 	b.Queue(lockSQL, []int64{lockKey(emailHMAC)}, []bool{true})
 	queueErasure(b, emailHMAC, at, by, "")
-	counts := []*int64{nil, nil, nil, nil, &res.EventsScrubbed, &res.ConsentScrubbed, &res.LeadsDeleted, &res.LeadsReset}
+	// In queueErasure's order, after the two locks.
+	counts := []*int64{nil, nil, nil, nil, &res.EventsScrubbed, &res.EventPayloadsScrubbed, &res.ConsentScrubbed,
+		&res.ImageJobsDeleted, &res.LeadsDeleted, &res.LeadsReset}
 	for i, qq := range b.QueuedQueries {
 		if dst := counts[i]; dst != nil {
 			qq.Exec(func(ct pgconn.CommandTag) error { *dst = ct.RowsAffected(); return nil })

@@ -75,14 +75,20 @@ type privEdge struct {
 	batch int
 }
 
-func newPrivEdge(t *testing.T, nodeID string) *privEdge {
+func newPrivEdge(t *testing.T, nodeID string, env ...map[string]string) *privEdge {
 	t.Helper()
 	keys, err := token.ParseKeys(edgetest.TokenKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := &privClock{t: privBase}
-	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_NODE_ID": nodeID, "MAILSLOT_PUBLIC_URL": "https://links.example"},
+	overrides := map[string]string{"MAILSLOT_NODE_ID": nodeID, "MAILSLOT_PUBLIC_URL": "https://links.example"}
+	for _, m := range env {
+		for k, v := range m {
+			overrides[k] = v
+		}
+	}
+	e := edgetest.NewEdge(t, overrides,
 		func(o *api.Options) { o.Tokens, o.Now = keys, clock.Now })
 	return &privEdge{Edge: e, t: t, id: nodeID, clock: clock, batch: 500}
 }
@@ -274,7 +280,10 @@ func (p *pg) snapshot(sql string, args ...any) []string {
 	return out
 }
 
-func TestUnsubscribeWithdrawsUntilANewExpressOptIn(t *testing.T) {
+// An unsubscribe holds against every later sign-up, an express claim
+// included (anyone can post one for any address): only a confirmation
+// through a link minted after the unsubscribe overturns it.
+func TestUnsubscribeWithdrawsUntilAConfirmedOptIn(t *testing.T) {
 	// The same history, synced after every step and synced all at once:
 	// the outcome must not depend on batching.
 	for _, each := range []bool{true, false} {
@@ -313,13 +322,26 @@ func TestUnsubscribeWithdrawsUntilANewExpressOptIn(t *testing.T) {
 			}
 			// The unsubscribe is per property: another site's lead is untouched.
 			e.at(minute(4)).simpleSignUp(alice, blog, "pending")
-			// A fresh express opt-in after the unsubscribe wins.
+			// An express claim after the unsubscribe is recorded and
+			// changes nothing.
 			e.at(minute(5)).simpleSignUp(alice, shop, "express")
 			e.sync(db.url)
-			db.wantStatus(alice, shop, "express")
+			db.wantStatus(alice, shop, "withdrawn")
 			db.wantStatus(alice, blog, "pending")
+			if n := db.int(`SELECT count(*) FROM mailslot.consent_records WHERE email_hmac = $1 AND property = $2 AND status = 'express' AND recorded_at = $3`,
+				h, shop, minute(5)); n != 1 {
+				t.Errorf("the express claim's consent record is not kept (%d)", n)
+			}
+			// A confirmation through a link minted after the unsubscribe wins.
+			e.at(minute(6)).confirm(alice, shop)
+			e.sync(db.url)
+			db.wantStatus(alice, shop, "express")
+			if n := db.int(`SELECT count(*) FROM mailslot.leads WHERE email_hmac = $1 AND property = $2 AND confirmed_at = $3 AND confirm_issued_at = $3`,
+				h, shop, minute(6)); n != 1 {
+				t.Errorf("confirmed_at and confirm_issued_at are not the confirmation's")
+			}
 			// And a later unsubscribe withdraws it again.
-			e.at(minute(6)).unsubscribe(alice, shop)
+			e.at(minute(7)).unsubscribe(alice, shop)
 			e.sync(db.url)
 			db.wantStatus(alice, shop, "withdrawn")
 		})
@@ -534,16 +556,21 @@ func TestSignUpCapturedBeforeTheErasureIsDropped(t *testing.T) {
 				t.Errorf("the event of the dropped sign-up is not kept unlinked and without IP hash")
 			}
 
-			// A genuine sign-up after the erasure is kept: express stays
-			// express; pending is held back by the erasure's suppression.
+			// A genuine sign-up after the erasure is kept, held back by the
+			// erasure's suppression whatever it claims: an express claim
+			// is no proof that the erased person asked again.
 			a.at(minute(10)).simpleSignUp(alice, shop, "express")
 			a.at(minute(11)).simpleSignUp(alice, blog, "pending")
 			a.sync(db.url)
-			db.wantStatus(alice, shop, "express")
+			db.wantStatus(alice, shop, "withdrawn")
 			db.wantStatus(alice, blog, "withdrawn")
 			if n := db.int(`SELECT count(*) FROM mailslot.leads WHERE email = $1 AND first_seen_at >= $2`, alice, minute(10)); n != 2 {
 				t.Errorf("%d leads made only of post-erasure sign-ups, want 2", n)
 			}
+			// Confirming through a link minted after the erasure does.
+			a.at(minute(12)).confirm(alice, shop)
+			a.sync(db.url)
+			db.wantStatus(alice, shop, "express")
 		})
 	}
 }

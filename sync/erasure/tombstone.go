@@ -61,6 +61,12 @@ type Status struct {
 	RowsErased int64      `json:"rows_erased"`
 	LastPullAt *time.Time `json:"last_pull_at,omitempty"`
 	LastError  string     `json:"last_error,omitempty"`
+	// Failing counts tombstones whose scrub failed here and waits for a
+	// retry (outbox.ApplyTombstones): the cursor has moved past them, and
+	// sync drops the address's rows in Postgres, but this outbox still
+	// holds them. FailingSince is the oldest such failure.
+	Failing      int        `json:"failing,omitempty"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
 }
 
 // New prepares a Puller without connecting.
@@ -105,8 +111,21 @@ func (p *Puller) Run(ctx context.Context) error {
 	}
 }
 
-// Pull applies one page of new tombstones and returns how many it applied.
+// Pull retries the tombstones that failed here and are due, then applies
+// one page of new tombstones, and returns how many new ones it took. A
+// tombstone that fails does not fail the pull: it is recorded, the cursor
+// moves past it, and a later pull retries it (outbox.ApplyTombstones).
 func (p *Puller) Pull(ctx context.Context) (int, error) {
+	retried, retriedRows, err := p.opts.Outbox.RetryTombstones(ctx, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("retry failed tombstones: %w", err)
+	}
+	if retried > 0 {
+		p.log.Info("applied erasures that had failed here", "tombstones", retried, "rows_erased", retriedRows)
+		p.mu.Lock()
+		p.scrubbed += retriedRows
+		p.mu.Unlock()
+	}
 	cursor, err := p.opts.Outbox.TombstoneCursor(ctx)
 	if err != nil {
 		return 0, err
@@ -131,6 +150,9 @@ func (p *Puller) Pull(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("apply %d tombstones: %w", len(ts), err)
 		}
 		p.log.Info("applied erasures", "tombstones", len(ts), "rows_erased", n)
+		if _, failing, err := p.opts.Outbox.TombstoneFailures(ctx, 0); err == nil && failing > 0 {
+			p.log.Warn("erasures failing at this edge; retrying them", "failing", failing)
+		}
 		p.mu.Lock()
 		p.applied += int64(len(ts))
 		p.scrubbed += n
@@ -158,9 +180,17 @@ func (p *Puller) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	oldest, failing, err := p.opts.Outbox.TombstoneFailures(ctx, 1)
+	if err != nil {
+		return Status{}, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Cursor: cursor, Applied: p.applied, RowsErased: p.scrubbed, LastError: p.lastErr}
+	s := Status{Cursor: cursor, Applied: p.applied, RowsErased: p.scrubbed, LastError: p.lastErr, Failing: failing}
+	if len(oldest) > 0 {
+		t := oldest[0].FirstFailedAt
+		s.FailingSince = &t
+	}
 	if !p.lastPull.IsZero() {
 		t := p.lastPull.UTC()
 		s.LastPullAt = &t
