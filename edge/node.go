@@ -118,6 +118,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			return nil, err
 		}
 		n.Metrics.AddSource(replicaSamples(n.Replica))
+		// Litestream holds a read transaction, so the WAL can be truncated
+		// after an erasure only through it.
+		out.SetErasureCheckpoint(n.Replica.CheckpointTruncate)
 	}
 	var status api.StatusFunc
 	if cfg.DatabaseURL != "" {

@@ -265,7 +265,7 @@ func runLinks(_ context.Context, e env, args []string) error {
 		{token.Erase, "/v1/erasure", 30 * 24 * time.Hour},
 	} {
 		exp := now.Add(l.ttl).Truncate(time.Second)
-		tok := keys.Sign(token.Claims{Purpose: l.purpose, Property: *property, EmailHMAC: h.Email(email), Expires: exp})
+		tok := keys.Sign(token.Claims{Purpose: l.purpose, Property: *property, EmailHMAC: h.Email(email), Expires: exp, IssuedAt: now})
 		links = append(links, link{Purpose: l.purpose, URL: base + l.path + "?token=" + url.QueryEscape(tok), Expires: exp})
 	}
 	if *asJSON {

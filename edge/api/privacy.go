@@ -198,12 +198,14 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 
 // tokenIssuedAt is when a confirm link's token was minted: sync applies a
 // confirmation only when its link is newer than the lead's latest
-// withdrawal. Confirm links are minted ttl (MAILSLOT_CONFIRM_LINK_TTL)
-// before they expire, truncated to the second (adminLinks), so the expiry
-// less the TTL is the issue time, at most a second early. This is the one
-// place that says how a token's issue time is known; when the token
-// carries its own, this returns it.
+// withdrawal. Tokens carry their issue time; links of the format before
+// that were minted ttl (MAILSLOT_CONFIRM_LINK_TTL) before they expire,
+// truncated to the second, so for them the expiry less the TTL is the
+// issue time, at most a second early.
 func tokenIssuedAt(c token.Claims, ttl time.Duration) time.Time {
+	if !c.IssuedAt.IsZero() {
+		return c.IssuedAt.UTC()
+	}
 	return c.Expires.Add(-ttl).UTC()
 }
 
@@ -380,7 +382,7 @@ func (s *Server) adminLinks(c *gin.Context) {
 	h := s.hash.Email(req.Email)
 	mint := func(purpose, path string, ttl time.Duration) (string, time.Time) {
 		exp := now.Add(ttl).Truncate(time.Second)
-		tok := s.tokens.Sign(token.Claims{Purpose: purpose, Property: req.Property, EmailHMAC: h, Expires: exp})
+		tok := s.tokens.Sign(token.Claims{Purpose: purpose, Property: req.Property, EmailHMAC: h, Expires: exp, IssuedAt: now})
 		return s.cfg.PublicURL + path + "?token=" + url.QueryEscape(tok), exp
 	}
 	var l Links

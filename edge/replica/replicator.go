@@ -197,6 +197,18 @@ func (r *Replicator) round(ctx context.Context) error {
 	return nil
 }
 
+// CheckpointTruncate copies the WAL into the database and truncates it
+// through Litestream, which holds a read transaction for replication and
+// so must run the checkpoint itself: after an erasure the erased rows'
+// old pages then leave outbox.db-wal (frames not yet shipped are shipped
+// first; the replica keeps its own history, see docs/SECURITY.md).
+func (r *Replicator) CheckpointTruncate(ctx context.Context) error {
+	if err := r.db.Checkpoint(ctx, litestream.CheckpointModeTruncate); err != nil {
+		return fmt.Errorf("checkpoint outbox through the replica: %w", err)
+	}
+	return nil
+}
+
 func (r *Replicator) isOpened() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
