@@ -138,17 +138,24 @@ func NewEdge(t testing.TB, overrides map[string]string, edit ...func(*api.Option
 	}
 	e.Server = api.New(opts)
 	e.Public = e.Server.Handler()
-	e.Private = e.Server.PrivateHandler()
+	e.Private = fromTheMachine(e.Server.PrivateHandler())
 	return e
+}
+
+// fromTheMachine serves requests addressed to httptest's default host as
+// an operator's request on the machine itself, which is what the private
+// listener admits; a test that names another Host keeps it.
+func fromTheMachine(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "example.com" {
+			r.Host = "127.0.0.1:9090"
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Serve runs req against h and returns the recorded answer.
 func Serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
-	if req.Host == "example.com" {
-		// httptest's default: make it a request from the machine itself, as
-		// an operator's on the private listener is.
-		req.Host = "127.0.0.1:9090"
-	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	return w
