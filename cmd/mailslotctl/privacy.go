@@ -240,7 +240,11 @@ func runLinks(_ context.Context, e env, args []string) error {
 	if u, err := url.Parse(*public); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%w: --public-url must be an http(s) URL", errUsage)
 	}
-	keys, err := token.ParseKeys(e.getenv("MAILSLOT_TOKEN_KEY"))
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	keys, err := token.ParseKeys(cfg.TokenKey)
 	if err != nil {
 		return fmt.Errorf("%w: MAILSLOT_TOKEN_KEY: %w (use the edges' key)", errUsage, err)
 	}
@@ -248,26 +252,7 @@ func runLinks(_ context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	base := strings.TrimSuffix(*public, "/")
-	type link struct {
-		Purpose string    `json:"purpose"`
-		URL     string    `json:"url"`
-		Expires time.Time `json:"expires"`
-	}
-	var links []link
-	for _, l := range []struct {
-		purpose, path string
-		ttl           time.Duration
-	}{
-		{token.Confirm, "/v1/confirm", 30 * 24 * time.Hour},
-		{token.Unsubscribe, "/v1/unsubscribe", 365 * 24 * time.Hour},
-		{token.Erase, "/v1/erasure", 30 * 24 * time.Hour},
-	} {
-		exp := now.Add(l.ttl).Truncate(time.Second)
-		tok := keys.Sign(token.Claims{Purpose: l.purpose, Property: *property, EmailHMAC: h.Email(email), Expires: exp})
-		links = append(links, link{Purpose: l.purpose, URL: base + l.path + "?token=" + url.QueryEscape(tok), Expires: exp})
-	}
+	links := keys.Links(*public, *property, h.Email(email), cfg.LinkLifetimes(), time.Now())
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(links)
 	}

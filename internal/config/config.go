@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailslot/mailslot/internal/token"
 )
 
 // Modes.
@@ -97,6 +99,11 @@ type Config struct {
 
 	// Images configures image descriptions (sync/images).
 	Images Images
+}
+
+// LinkLifetimes are the configured lifetimes of minted links.
+func (c *Config) LinkLifetimes() token.Lifetimes {
+	return token.Lifetimes{Confirm: c.ConfirmTTL, Unsubscribe: c.UnsubscribeTTL, Erase: c.EraseTTL}
 }
 
 // minUnsubscribeTTL is CASL's floor: an unsubscribe mechanism must stay
