@@ -25,7 +25,11 @@ import (
 // hasher builds the email hasher from the fleet's pepper: without the same
 // pepper as the edges, no hash would match.
 func hasher(e env) (*pii.Hasher, error) {
-	p := e.getenv("MAILSLOT_IP_PEPPER")
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return nil, err
+	}
+	p := cfg.IPPepper
 	if p == "" {
 		return nil, fmt.Errorf("%w: MAILSLOT_IP_PEPPER is not set: use the same pepper as the edges (fly secrets list shows its digest)", errUsage)
 	}
@@ -139,6 +143,11 @@ func runExport(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	adminToken := cfg.AdminToken
 	hash := h.Email(email)
 	doc := exportDoc{EmailHMAC: fmt.Sprintf("%x", hash), GeneratedAt: time.Now().UTC()}
 	dst := map[string]*[]json.RawMessage{
@@ -157,7 +166,7 @@ func runExport(ctx context.Context, e env, args []string) error {
 		*dst[q.name] = append([]json.RawMessage{}, got...)
 	}
 	for _, base := range edgeURLs(ctx, conn, ef) {
-		body, err := postEdge(ctx, base, "/admin/export", e.getenv("MAILSLOT_ADMIN_TOKEN"), map[string]string{"email": email})
+		body, err := postEdge(ctx, base, "/admin/export", adminToken, map[string]string{"email": email})
 		ex := edgeExport{URL: base, Rows: body}
 		if err != nil {
 			ex = edgeExport{URL: base, Error: err.Error()}
@@ -218,7 +227,7 @@ func postEdge(ctx context.Context, base, path, adminToken string, body any) (jso
 func runLinks(_ context.Context, e env, args []string) error {
 	fs := newFlags(e, "links", "links --property P [--public-url URL] <email>")
 	property := fs.String("property", "", "the property (site) the links are for")
-	public := fs.String("public-url", e.getenv("MAILSLOT_PUBLIC_URL"), "public base URL of the edges (default $MAILSLOT_PUBLIC_URL)")
+	public := fs.String("public-url", "", "public base URL of the edges (default $MAILSLOT_PUBLIC_URL, as the edges read it)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -226,6 +235,13 @@ func runLinks(_ context.Context, e env, args []string) error {
 	email, err := emailArg(fs)
 	if err != nil {
 		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	if *public == "" {
+		*public = cfg.PublicURL
 	}
 	if *property == "" || *public == "" {
 		return fmt.Errorf("%w: --property and --public-url (or MAILSLOT_PUBLIC_URL) are required", errUsage)
@@ -239,10 +255,6 @@ func runLinks(_ context.Context, e env, args []string) error {
 	*property = prop
 	if u, err := url.Parse(*public); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%w: --public-url must be an http(s) URL", errUsage)
-	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
 	}
 	keys, err := token.ParseKeys(cfg.TokenKey)
 	if err != nil {

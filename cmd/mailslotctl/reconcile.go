@@ -107,7 +107,11 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	ec := &edgeClient{http: &http.Client{Timeout: 30 * time.Second}, token: e.getenv("MAILSLOT_ADMIN_TOKEN")}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	ec := &edgeClient{http: &http.Client{Timeout: 30 * time.Second}, token: cfg.AdminToken}
 	reports, err := reconcileTargets(ctx, conn, ec, ef.urls(), *ef.template, only)
 	if err != nil {
 		return err

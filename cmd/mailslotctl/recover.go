@@ -76,14 +76,18 @@ func runRecover(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
 	base := *replicaFlag
 	if base == "" {
-		base = e.getenv("MAILSLOT_REPLICA_URL")
+		base = cfg.ReplicaURL
 	}
 	if base == "" {
 		return fmt.Errorf("%w: no replica: pass --replica-url or set MAILSLOT_REPLICA_URL to the fleet's replica base, as the edges have it", errUsage)
 	}
-	if base, err = replica.WithEndpoint(base, e.getenv("MAILSLOT_REPLICA_ENDPOINT"), e.getenv("AWS_REGION")); err != nil {
+	if base, err = replica.WithEndpoint(base, cfg.ReplicaEndpoint, cfg.ReplicaRegion); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, rf.timeout)

@@ -97,6 +97,10 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
 	edges := ef.urls()
 	conn, err := connectFlag(ctx, e, *dbFlag)
 	if err != nil {
@@ -112,7 +116,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		byID[n.NodeID] = n
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
-	token := e.getenv("MAILSLOT_ADMIN_TOKEN")
+	token := cfg.AdminToken
 	asked := map[string]bool{}
 	for _, base := range edges {
 		st, err := fetchEdge(ctx, client, base, token)
@@ -154,7 +158,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := printStatus(e.stdout, nodes, time.Now()); err != nil {
 		return err
 	}
-	return writeImageSummary(ctx, e, conn)
+	return writeImageSummary(ctx, e, cfg, conn)
 }
 
 func loadNodes(ctx context.Context, conn *pgx.Conn) ([]*nodeStatus, error) {

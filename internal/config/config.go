@@ -206,6 +206,13 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.SyncParallel < 1 || c.SyncParallel > 8 {
 		p.fail("MAILSLOT_SYNC_PARALLEL", "must be between 1 and 8")
 	}
+	if c.TokenKey != "" {
+		// The edge signs links with it and mailslotctl mints them: refuse a
+		// key neither could use, here, with one message for both.
+		if _, err := token.ParseKeys(c.TokenKey); err != nil {
+			p.fail("MAILSLOT_TOKEN_KEY", "is not valid: "+err.Error())
+		}
+	}
 	if c.Env == Production {
 		var missing []string
 		for _, s := range []struct{ name, val string }{
