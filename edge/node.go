@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
 	"github.com/mailslot/mailslot/internal/config"
@@ -25,6 +26,7 @@ import (
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
@@ -40,6 +42,8 @@ type Node struct {
 	Metrics *metrics.Metrics
 	// Sync is the drain worker, nil when DATABASE_URL is unset.
 	Sync *drain.Worker
+	// Tombstones pulls erasures, nil when DATABASE_URL is unset.
+	Tombstones *erasure.Puller
 	// Images dispatches image-description jobs, nil when DATABASE_URL is
 	// unset or MAILSLOT_IMAGE_PROVIDER is off.
 	Images *images.Dispatcher
@@ -51,15 +55,6 @@ type Node struct {
 	pubLn, privLn net.Listener
 	workers       []Worker
 	now           func() time.Time
-}
-
-// nodeStatus is what /v1/sync/status answers: the sync worker's fields at
-// the top level, the tombstone puller's beside them.
-type nodeStatus struct {
-	drain.Status
-	Tombstones erasure.Status  `json:"tombstones"`
-	Replica    *replica.Status `json:"replica,omitempty"`
-	Images     *images.Status  `json:"images,omitempty"`
 }
 
 // Worker is a background loop the node starts after its listeners and
@@ -119,7 +114,6 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		}
 		n.Metrics.AddSource(replicaSamples(n.Replica))
 	}
-	var status api.StatusFunc
 	if cfg.DatabaseURL != "" {
 		w, err := drain.New(drain.Options{
 			Outbox:        out,
@@ -149,31 +143,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			_ = out.Close()
 			return nil, err
 		}
+		n.Tombstones = puller
 		n.AddWorker(puller)
 		n.Metrics.AddSource(syncSamples(w, puller))
-		status = func(ctx context.Context) (any, error) {
-			ds, err := w.Status(ctx)
-			if err != nil {
-				return nil, err
-			}
-			ts, err := puller.Status(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}, nil
-		}
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
-		if n.Replica != nil {
-			status = func(ctx context.Context) (any, error) {
-				st, err := out.Stats(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return map[string]any{"node_id": cfg.NodeID, "region": cfg.Region, "outbox": st,
-					"sync": "disabled: DATABASE_URL is not set", "replica": n.replicaStatus(ctx)}, nil
-			}
-		}
 	}
 	// Image descriptions (sync/images): jobs are leased in Postgres, so
 	// every edge may run a dispatcher.
@@ -190,7 +164,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		Outbox:     out,
 		Hasher:     pii.NewHasher([]byte(cfg.IPPepper)),
 		Logger:     log,
-		SyncStatus: status,
+		SyncStatus: func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
 		Tokens:     tokens,
 		Metrics:    n.Metrics,
 	})
@@ -308,6 +282,38 @@ func (n *Node) flushReplica(ctx context.Context) error {
 		return fmt.Errorf("flush replica: %w", err)
 	}
 	return nil
+}
+
+// SyncStatus is what GET /v1/sync/status answers, for every kind of node:
+// the one place that status is put together.
+func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
+	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}
+	if n.Sync == nil {
+		ob, err := n.Outbox.Stats(ctx)
+		if err != nil {
+			return admin.SyncStatus{}, err
+		}
+		st.Status = drain.Status{
+			NodeID: n.cfg.NodeID, Region: n.cfg.Region, State: admin.StateDisabled,
+			Pending: ob.Pending, Quarantined: ob.Quarantined, SyncedRetained: ob.Synced, LastSeq: ob.LastSeq,
+			SchemaRequired: pgschema.Required(),
+		}
+		if ob.OldestPendingAt != nil {
+			st.OldestPendingAgeSeconds = n.now().Sub(*ob.OldestPendingAt).Seconds()
+		}
+		st.Sync = "disabled: DATABASE_URL is not set"
+		return st, nil
+	}
+	var err error
+	if st.Status, err = n.Sync.Status(ctx); err != nil {
+		return admin.SyncStatus{}, err
+	}
+	ts, err := n.Tombstones.Status(ctx)
+	if err != nil {
+		return admin.SyncStatus{}, err
+	}
+	st.Tombstones = &ts
+	return st, nil
 }
 
 func (n *Node) replicaStatus(ctx context.Context) *replica.Status {

@@ -1,21 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
@@ -147,7 +143,6 @@ func runExport(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adminToken := cfg.AdminToken
 	hash := h.Email(email)
 	doc := exportDoc{EmailHMAC: fmt.Sprintf("%x", hash), GeneratedAt: time.Now().UTC()}
 	dst := map[string]*[]json.RawMessage{
@@ -165,8 +160,11 @@ func runExport(ctx context.Context, e env, args []string) error {
 		}
 		*dst[q.name] = append([]json.RawMessage{}, got...)
 	}
-	for _, base := range edgeURLs(ctx, conn, ef) {
-		body, err := postEdge(ctx, base, "/admin/export", adminToken, map[string]string{"email": email})
+	client := admin.NewClient(cfg.AdminToken, 15*time.Second)
+	bases, refused := edgeURLs(ctx, conn, ef)
+	doc.Edges = append(doc.Edges, refused...)
+	for _, base := range bases {
+		body, err := client.Export(ctx, base, email)
 		ex := edgeExport{URL: base, Rows: body}
 		if err != nil {
 			ex = edgeExport{URL: base, Error: err.Error()}
@@ -179,49 +177,27 @@ func runExport(ctx context.Context, e env, args []string) error {
 }
 
 // edgeURLs lists the edges to ask: named ones, then each node Postgres
-// knows through the template.
-func edgeURLs(ctx context.Context, conn *pgx.Conn, ef *edgeFlags) []string {
+// knows through the template. A node whose id cannot be put in a URL is
+// reported, not asked.
+func edgeURLs(ctx context.Context, conn *pgx.Conn, ef *edgeFlags) ([]string, []edgeExport) {
 	out := ef.urls()
 	if *ef.template == "" {
-		return out
+		return out, nil
 	}
 	nodes, err := loadNodes(ctx, conn)
 	if err != nil {
-		return out
+		return out, []edgeExport{{Error: err.Error()}}
 	}
+	var refused []edgeExport
 	for _, n := range nodes {
-		out = append(out, ef.forNode(n.NodeID))
+		u, err := ef.forNode(n.NodeID)
+		if err != nil {
+			refused = append(refused, edgeExport{Error: err.Error()})
+			continue
+		}
+		out = append(out, u)
 	}
-	return out
-}
-
-// postEdge sends an admin request to an edge and returns its JSON answer.
-func postEdge(ctx context.Context, base, path, adminToken string, body any) (json.RawMessage, error) {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("edge URL %q is not valid", base)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if adminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-	}
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("unreachable: %w", errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read edge answer: %w", err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("edge refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", resp.StatusCode)
-	case resp.StatusCode >= 300:
-		return nil, fmt.Errorf("edge answered status %d", resp.StatusCode)
-	}
-	return out, nil
+	return out, refused
 }
 
 func runLinks(_ context.Context, e env, args []string) error {

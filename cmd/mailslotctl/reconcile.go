@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -111,7 +108,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ec := &edgeClient{http: &http.Client{Timeout: 30 * time.Second}, token: cfg.AdminToken}
+	ec := admin.NewClient(cfg.AdminToken, 30*time.Second)
 	reports, err := reconcileTargets(ctx, conn, ec, ef.urls(), *ef.template, only)
 	if err != nil {
 		return err
@@ -170,7 +167,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 // reconcileTargets lists the nodes to reconcile: every node Postgres knows,
 // and every edge named, each asked for its outbox summary (which names its
 // node) directly or through the template.
-func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges []string, tmpl string, only []string) ([]*reconcileReport, error) {
+func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *admin.Client, edges []string, tmpl string, only []string) ([]*reconcileReport, error) {
 	nodes, err := loadNodes(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -183,8 +180,8 @@ func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges
 		out = append(out, r)
 	}
 	for _, base := range edges {
-		var sum outbox.Summary
-		if err := ec.get(ctx, base, "/admin/outbox/summary", &sum); err != nil {
+		sum, err := ec.OutboxSummary(ctx, base)
+		if err != nil {
 			out = append(out, &reconcileReport{NodeID: "?", EdgeURL: base, EdgeError: err.Error()})
 			continue
 		}
@@ -201,9 +198,14 @@ func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges
 			if r.Edge != nil || r.NodeID == "?" {
 				continue
 			}
-			r.EdgeURL = strings.ReplaceAll(tmpl, "{node}", r.NodeID)
-			var sum outbox.Summary
-			if err := ec.get(ctx, r.EdgeURL, "/admin/outbox/summary", &sum); err != nil {
+			u, err := admin.EdgeURL(tmpl, r.NodeID)
+			if err != nil {
+				r.EdgeError = err.Error()
+				continue
+			}
+			r.EdgeURL = u
+			sum, err := ec.OutboxSummary(ctx, r.EdgeURL)
+			if err != nil {
 				r.EdgeError = err.Error()
 				continue
 			}
@@ -242,7 +244,7 @@ type ledgerRow struct {
 // the same range. Sync marks a row synced only after the ledger commit, so
 // a row the edge reports synced and the ledger (read after the edge) lacks
 // is truly missing.
-func compareNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconcileReport, page int, prog *progress) error {
+func compareNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *reconcileReport, page int, prog *progress) error {
 	sum := r.Edge
 	err := conn.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) FROM mailslot.ledger WHERE node_id = $1`, r.NodeID).Scan(&r.LedgerMaxSeq)
 	if err != nil {
@@ -257,13 +259,8 @@ func compareNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconci
 	}
 	expect := sum.MinSeq
 	for cursor := sum.MinSeq; cursor <= sum.LastSeq; {
-		q := url.Values{"from": {strconv.FormatInt(cursor, 10)}, "to": {strconv.FormatInt(sum.LastSeq, 10)}, "limit": {strconv.Itoa(page)}}
-		var p struct {
-			NodeID string        `json:"node_id"`
-			Rows   []outbox.Held `json:"rows"`
-			Next   *int64        `json:"next"`
-		}
-		if err := ec.get(ctx, r.EdgeURL, "/admin/outbox/seqs?"+q.Encode(), &p); err != nil {
+		p, err := ec.OutboxSeqs(ctx, r.EdgeURL, cursor, sum.LastSeq, page)
+		if err != nil {
 			return err
 		}
 		if p.NodeID != r.NodeID {
@@ -421,7 +418,7 @@ func findDuplicates(ctx context.Context, conn *pgx.Conn) ([]duplicate, error) {
 // asked) on its edge, then waits for the edge's own sync to bring them to
 // the ledger. Requeueing twice, or a row Postgres already holds, changes
 // nothing: the ledger turns it into a replay.
-func fixNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconcileReport, rf reconcileFlags, prog *progress) error {
+func fixNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *reconcileReport, rf reconcileFlags, prog *progress) error {
 	seqs := slices.Clone(r.missingAll)
 	if rf.retryQuarantined {
 		seqs = append(seqs, r.quarantinedAll...)
@@ -430,10 +427,8 @@ func fixNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconcileRe
 		return nil
 	}
 	for chunk := range slices.Chunk(seqs, 5000) {
-		var ans struct {
-			Requeued int64 `json:"requeued"`
-		}
-		if err := ec.post(ctx, r.EdgeURL, "/admin/outbox/requeue", map[string]any{"seqs": chunk}, &ans); err != nil {
+		ans, err := ec.Requeue(ctx, r.EdgeURL, chunk)
+		if err != nil {
 			return fmt.Errorf("requeue on the edge: %w", err)
 		}
 		r.Requeued += ans.Requeued
@@ -558,59 +553,6 @@ func rangeList(rs []outbox.SeqRange) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// edgeClient asks an edge's admin API, with the admin token when one is
-// set. Errors name the edge and the fix, never the token.
-type edgeClient struct {
-	http  *http.Client
-	token string
-}
-
-func (c *edgeClient) get(ctx context.Context, base, path string, into any) error {
-	return c.do(ctx, http.MethodGet, base, path, nil, into)
-}
-
-func (c *edgeClient) post(ctx context.Context, base, path string, body, into any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	return c.do(ctx, http.MethodPost, base, path, b, into)
-}
-
-func (c *edgeClient) do(ctx context.Context, method, base, path string, body []byte, into any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("edge URL %q is not valid", base)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("edge %s unreachable: %w (is it running? in production use its private address over 6PN or fly proxy; see --edge-template)", base, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("edge %s refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", base, resp.StatusCode)
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("edge %s has no %s (status 404): is it a mailslot edge of this version?", base, strings.SplitN(path, "?", 2)[0])
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("edge %s answered status %d to %s", base, resp.StatusCode, strings.SplitN(path, "?", 2)[0])
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into); err != nil {
-		return fmt.Errorf("edge %s: answer is not the expected JSON: %w", base, err)
-	}
-	return nil
 }
 
 // progress writes a line to stderr at most every two seconds, for runs

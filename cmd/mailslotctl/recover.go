@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/nodeid"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
@@ -71,6 +72,9 @@ func runRecover(ctx context.Context, e env, args []string) error {
 	if rf.node == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: --node is required", errUsage)
+	}
+	if err := nodeid.Check(rf.node); err != nil {
+		return fmt.Errorf("%w: --node: %w", errUsage, err)
 	}
 	dbURL, err := databaseURL(e, *dbFlag)
 	if err != nil {

@@ -131,7 +131,7 @@ func TestRecoverErrors(t *testing.T) {
 		{"postgres down", map[string]string{"DATABASE_URL": closedURL(t), "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "n"}, 1, "is it running?"},
 		{"unknown node", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "ghost"}, 1,
 			`no replica for node "ghost" under file://`},
-		{"bad node id", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "../x"}, 2, "cannot name a replica"},
+		{"bad node id", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "../x"}, 2, `--node: node id "../x" is not valid`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, err := ctl(t, tc.env, append([]string{"recover"}, tc.args...)...)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailslot/mailslot/internal/nodeid"
 	"github.com/mailslot/mailslot/internal/token"
 )
 
@@ -179,6 +180,8 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if c.NodeID == "" {
 		p.fail("MAILSLOT_NODE_ID", "is empty and no hostname is available")
+	} else if err := nodeid.Check(c.NodeID); err != nil {
+		p.fail("MAILSLOT_NODE_ID", err.Error())
 	}
 	for _, o := range c.CORSOrigins {
 		if err := checkOrigin(o); err != nil {
