@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/api"
@@ -455,9 +454,8 @@ func raiseHighWater(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 // Postgres cannot be asked.
 func ClockFloor(now time.Time) int64 { return now.UnixMilli() * 1000 }
 
-// postgresHighWater is the highest seq Postgres holds for nodeID: in its
-// row in mailslot.nodes or in the ledger. A database without the schema
-// holds nothing.
+// postgresHighWater connects to Postgres to ask the ledger for the highest
+// seq it holds for nodeID (drain.HighWater).
 func postgresHighWater(ctx context.Context, dbURL, nodeID string) (int64, error) {
 	pcfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
@@ -471,16 +469,5 @@ func postgresHighWater(ctx context.Context, dbURL, nodeID string) (int64, error)
 		return 0, fmt.Errorf("connect to Postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var hw int64
-	err = conn.QueryRow(ctx, `
-		SELECT GREATEST(COALESCE((SELECT last_seq FROM mailslot.nodes WHERE node_id = $1), 0),
-		                COALESCE((SELECT max(seq) FROM mailslot.ledger WHERE node_id = $1), 0))`, nodeID).Scan(&hw)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read this node's high-water mark: %w", err)
-	}
-	return hw, nil
+	return drain.HighWater(ctx, conn, nodeID)
 }

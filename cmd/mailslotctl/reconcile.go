@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // exitMissing is reconcile's exit status while rows are missing from
@@ -60,15 +61,9 @@ type reconcileReport struct {
 	missingAll, quarantinedAll []int64
 }
 
-// duplicate is a submission id the ledger holds under more than one key.
-type duplicate struct {
-	SubmissionID string   `json:"submission_id"`
-	Keys         []string `json:"keys"` // node_id:seq
-}
-
 type reconcileResult struct {
 	Nodes      []*reconcileReport `json:"nodes"`
-	Duplicates []duplicate        `json:"duplicate_submissions"`
+	Duplicates []drain.Duplicate  `json:"duplicate_submissions"`
 	Missing    int64              `json:"missing"`
 	Conflicts  int64              `json:"conflicts"`
 	Unchecked  int                `json:"unchecked_edges"`
@@ -114,7 +109,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	res := reconcileResult{Nodes: reports}
-	if res.Duplicates, err = findDuplicates(ctx, conn); err != nil {
+	if res.Duplicates, err = drain.Duplicates(ctx, conn, listCap); err != nil {
 		return err
 	}
 	prog := newProgress(e.stderr, "reconcile")
@@ -233,12 +228,6 @@ func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *admin.Client, edg
 	return out, nil
 }
 
-// ledgerRow is one ledger key in a range.
-type ledgerRow struct {
-	seq int64
-	id  string
-}
-
 // compareNode pages through the seqs the edge holds, from its lowest
 // retained seq to its last, and compares each page with the ledger over
 // the same range. Sync marks a row synced only after the ledger commit, so
@@ -246,9 +235,9 @@ type ledgerRow struct {
 // is truly missing.
 func compareNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *reconcileReport, page int, prog *progress) error {
 	sum := r.Edge
-	err := conn.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) FROM mailslot.ledger WHERE node_id = $1`, r.NodeID).Scan(&r.LedgerMaxSeq)
-	if err != nil {
-		return fmt.Errorf("read the ledger: %w", err)
+	var err error
+	if r.LedgerMaxSeq, err = drain.LedgerMaxSeq(ctx, conn, r.NodeID); err != nil {
+		return err
 	}
 	r.LedgerAhead = r.LedgerMaxSeq > sum.LastSeq
 	total := sum.Pending + sum.SyncedRetained + sum.Quarantined
@@ -270,7 +259,7 @@ func compareNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *recon
 		if p.Next != nil {
 			coveredTo = *p.Next - 1
 		}
-		ledger, err := ledgerRange(ctx, conn, r.NodeID, cursor, coveredTo)
+		ledger, err := drain.LedgerRange(ctx, conn, r.NodeID, cursor, coveredTo)
 		if err != nil {
 			return err
 		}
@@ -293,12 +282,12 @@ func compareNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *recon
 
 // classify merges one page of the edge's rows with the ledger's keys over
 // the same range (both in seq order) and returns the next seq expected.
-func (r *reconcileReport) classify(held []outbox.Held, ledger []ledgerRow, expect int64) int64 {
+func (r *reconcileReport) classify(held []outbox.Held, ledger []drain.LedgerKey, expect int64) int64 {
 	i, j := 0, 0
 	for i < len(held) || j < len(ledger) {
 		var seq int64
 		switch {
-		case j == len(ledger) || (i < len(held) && held[i].Seq < ledger[j].seq):
+		case j == len(ledger) || (i < len(held) && held[i].Seq < ledger[j].Seq):
 			h := held[i]
 			seq = h.Seq
 			switch h.State {
@@ -312,13 +301,13 @@ func (r *reconcileReport) classify(held []outbox.Held, ledger []ledgerRow, expec
 				r.missingAll = append(r.missingAll, seq)
 			}
 			i++
-		case i == len(held) || ledger[j].seq < held[i].Seq:
-			seq = ledger[j].seq
+		case i == len(held) || ledger[j].Seq < held[i].Seq:
+			seq = ledger[j].Seq
 			r.LedgerOnly++
 			j++
 		default:
 			seq = held[i].Seq
-			if held[i].ID != ledger[j].id {
+			if held[i].ID != ledger[j].SubmissionID {
 				r.Conflicts++
 				r.ConflictSeqs = appendCapped(r.ConflictSeqs, seq)
 			} else {
@@ -370,50 +359,6 @@ func appendCapped(s []int64, v int64) []int64 {
 	return s
 }
 
-func ledgerRange(ctx context.Context, conn *pgx.Conn, nodeID string, from, to int64) ([]ledgerRow, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT seq, submission_id::text FROM mailslot.ledger
-		WHERE node_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, nodeID, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ledgerRow, error) {
-		var l ledgerRow
-		err := row.Scan(&l.seq, &l.id)
-		return l, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	return out, nil
-}
-
-// findDuplicates lists submission ids the ledger holds under more than one
-// key. Two rows with one key are impossible (the primary key is
-// (node_id, seq)); one submission under two keys would mean it was
-// captured or replayed twice.
-func findDuplicates(ctx context.Context, conn *pgx.Conn) ([]duplicate, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT submission_id::text, array_agg(node_id || ':' || seq ORDER BY node_id, seq)
-		FROM mailslot.ledger GROUP BY submission_id HAVING count(*) > 1
-		ORDER BY submission_id LIMIT $1`, listCap)
-	if err != nil {
-		return nil, fmt.Errorf("look for duplicated submissions in the ledger: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate, error) {
-		var d duplicate
-		err := row.Scan(&d.SubmissionID, &d.Keys)
-		return d, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("look for duplicated submissions in the ledger: %w", err)
-	}
-	if out == nil {
-		out = []duplicate{}
-	}
-	return out, nil
-}
-
 // fixNode requeues the node's missing rows (and quarantined ones when
 // asked) on its edge, then waits for the edge's own sync to bring them to
 // the ledger. Requeueing twice, or a row Postgres already holds, changes
@@ -435,11 +380,9 @@ func fixNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *reconcile
 	}
 	deadline := time.Now().Add(rf.wait)
 	for {
-		var arrived int64
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM mailslot.ledger WHERE node_id = $1 AND seq = ANY($2)`,
-			r.NodeID, r.missingAll).Scan(&arrived)
+		arrived, err := drain.CountInLedger(ctx, conn, r.NodeID, r.missingAll, false)
 		if err != nil {
-			return fmt.Errorf("read the ledger: %w", err)
+			return err
 		}
 		r.Fixed = arrived
 		r.StillMissed = r.Missing - arrived

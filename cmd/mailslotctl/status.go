@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mailslot/mailslot/edge/admin"
+	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // nodeStatus is one line of `mailslotctl status`.
@@ -151,18 +152,19 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	return writeImageSummary(ctx, e, cfg, conn)
 }
 
+// loadNodes lists the nodes Postgres knows (drain.Nodes), one status line
+// each.
 func loadNodes(ctx context.Context, conn *pgx.Conn) ([]*nodeStatus, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT node_id, region, last_seq, rows_synced, last_sync_at
-		FROM mailslot.nodes ORDER BY region, node_id`)
+	nodes, err := drain.Nodes(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("read nodes from Postgres (has `mailslotctl migrate` run?): %w", err)
+		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*nodeStatus, error) {
-		n := &nodeStatus{Postgres: &pgNode{}}
-		err := r.Scan(&n.NodeID, &n.Region, &n.Postgres.LastSeq, &n.Postgres.RowsSynced, &n.Postgres.LastSyncAt)
-		return n, err
-	})
+	out := make([]*nodeStatus, len(nodes))
+	for i, n := range nodes {
+		out[i] = &nodeStatus{NodeID: n.NodeID, Region: n.Region,
+			Postgres: &pgNode{LastSeq: n.LastSeq, RowsSynced: n.RowsSynced, LastSyncAt: n.LastSyncAt}}
+	}
+	return out, nil
 }
 
 func printStatus(w io.Writer, nodes []*nodeStatus, now time.Time) error {
