@@ -53,6 +53,7 @@ type Node struct {
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
 	workers       []Worker
+	releases      []func() error
 	now           func() time.Time
 }
 
@@ -67,7 +68,7 @@ type Worker interface {
 // file is missing and the node has a replica, Open restores it first; a new
 // outbox file (restored or empty) continues the node's sequence past
 // everything Postgres may already hold for it (see raiseHighWater).
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, error) {
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, err error) {
 	fresh, restored, err := prepareOutbox(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -93,58 +94,43 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	n := &Node{cfg: cfg, log: log, Outbox: out, Metrics: metrics.New(log), now: time.Now}
+	// One cleanup path: whatever Open has opened when it fails is closed
+	// here, in reverse order; Close and Run release the same list.
+	defer func() {
+		if err != nil {
+			_ = errors.Join(n.release(), out.Close())
+		}
+	}()
 	tokens, err := token.ParseKeys(cfg.TokenKey)
 	if err != nil {
-		_ = out.Close()
 		return nil, fmt.Errorf("MAILSLOT_TOKEN_KEY: %w", err)
 	}
 	if fresh {
 		if err := raiseHighWater(ctx, cfg, log, out, restored); err != nil {
-			_ = out.Close()
 			return nil, err
 		}
 	}
-	n := &Node{cfg: cfg, log: log, Outbox: out, Metrics: metrics.New(log), now: time.Now}
 	n.Metrics.AddSource(n.outboxSamples)
 	if cfg.ReplicaURL != "" {
 		if n.Replica, err = newReplicator(cfg, log, out); err != nil {
-			_ = out.Close()
 			return nil, err
 		}
 		n.Metrics.AddSource(replicaSamples(n.Replica))
 	}
+	var imageJobs api.ImageJobs
 	if cfg.DatabaseURL != "" {
-		w, err := drain.New(drain.Options{
-			Outbox:        out,
-			DatabaseURL:   cfg.DatabaseURL,
-			NodeID:        cfg.NodeID,
-			Region:        cfg.Region,
-			BatchSize:     cfg.SyncBatch,
-			Parallel:      cfg.SyncParallel,
-			Interval:      cfg.SyncInterval,
-			Retention:     cfg.SyncRetention,
-			ImageAttempts: cfg.Images.MaxAttempts,
-			Logger:        log.With("worker", "sync"),
-		})
-		if err != nil {
-			_ = out.Close()
+		if err := n.openSync(cfg, log); err != nil {
 			return nil, err
 		}
-		n.Sync = w
-		n.AddWorker(w)
-		puller, err := erasure.New(erasure.Options{
-			Outbox:      out,
-			DatabaseURL: cfg.DatabaseURL,
-			Interval:    cfg.TombstoneInterval,
-			Logger:      log.With("worker", "tombstones"),
-		})
+		// The image API's own small pool: operators' and webhooks' requests
+		// never wait behind the dispatcher's.
+		pool, err := images.OpenPool(cfg.DatabaseURL, 2)
 		if err != nil {
-			_ = out.Close()
 			return nil, err
 		}
-		n.Tombstones = puller
-		n.AddWorker(puller)
-		n.Metrics.AddSource(syncSamples(w, puller))
+		n.onRelease(func() error { pool.Close(); return nil })
+		imageJobs = images.NewStore(pool)
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
 	}
@@ -152,9 +138,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	// every edge may run a dispatcher.
 	if cfg.DatabaseURL != "" && cfg.Images.Provider != config.ImageProviderOff {
 		if n.Images, err = images.FromConfig(cfg, log.With("worker", "images")); err != nil {
-			_ = out.Close()
 			return nil, err
 		}
+		n.onRelease(func() error { n.Images.Close(); return nil })
 		n.AddWorker(n.Images)
 		n.Metrics.AddSource(imageSamples(n.Images))
 	}
@@ -166,19 +152,73 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		SyncStatus: func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
 		Tokens:     tokens,
 		Metrics:    n.Metrics,
+		Images:     imageJobs,
 	})
 	if n.pubLn, err = net.Listen("tcp", cfg.Addr); err != nil {
-		_ = out.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	n.onRelease(n.pubLn.Close)
 	if n.privLn, err = net.Listen("tcp", cfg.PrivateAddr); err != nil {
-		_ = n.pubLn.Close()
-		_ = out.Close()
 		return nil, fmt.Errorf("listen on private %s: %w", cfg.PrivateAddr, err)
 	}
+	n.onRelease(n.privLn.Close)
 	n.pub = newHTTPServer(n.Server.Handler(), log)
 	n.priv = newHTTPServer(n.Server.PrivateHandler(), log)
 	return n, nil
+}
+
+// openSync prepares the drain worker and the tombstone puller; their pools
+// connect only when the workers first need them.
+func (n *Node) openSync(cfg *config.Config, log *slog.Logger) error {
+	w, err := drain.New(drain.Options{
+		Outbox:        n.Outbox,
+		DatabaseURL:   cfg.DatabaseURL,
+		NodeID:        cfg.NodeID,
+		Region:        cfg.Region,
+		BatchSize:     cfg.SyncBatch,
+		Parallel:      cfg.SyncParallel,
+		Interval:      cfg.SyncInterval,
+		Retention:     cfg.SyncRetention,
+		ImageAttempts: cfg.Images.MaxAttempts,
+		Logger:        log.With("worker", "sync"),
+	})
+	if err != nil {
+		return err
+	}
+	n.onRelease(func() error { w.Close(); return nil })
+	n.Sync = w
+	n.AddWorker(w)
+	puller, err := erasure.New(erasure.Options{
+		Outbox:      n.Outbox,
+		DatabaseURL: cfg.DatabaseURL,
+		Interval:    cfg.TombstoneInterval,
+		Logger:      log.With("worker", "tombstones"),
+	})
+	if err != nil {
+		return err
+	}
+	n.onRelease(func() error { puller.Close(); return nil })
+	n.Tombstones = puller
+	n.AddWorker(puller)
+	n.Metrics.AddSource(syncSamples(w, puller))
+	return nil
+}
+
+// onRelease registers something Open opened, for release to close.
+func (n *Node) onRelease(f func() error) { n.releases = append(n.releases, f) }
+
+// release closes, in reverse order, what Open opened besides the outbox:
+// the listeners and the workers' and the image API's pools. Closing again
+// is harmless; each is closed once.
+func (n *Node) release() error {
+	var errs []error
+	for i := len(n.releases) - 1; i >= 0; i-- {
+		if err := n.releases[i](); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	n.releases = nil
+	return errors.Join(errs...)
 }
 
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -244,13 +284,20 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 	shutErr := errors.Join(n.pub.Shutdown(sctx), n.priv.Shutdown(sctx))
 	stopWorkers()
+	stopped := 0
 	for range n.workers {
 		select {
 		case <-done:
+			stopped++
 		case <-sctx.Done():
 		}
 	}
-	n.Server.Close()
+	// The workers have stopped: their pools go now, with the image API's.
+	// A worker still running past the stop budget keeps its pool (closing
+	// it would wait for that worker's connections).
+	if stopped == len(n.workers) {
+		_ = n.release()
+	}
 	closeErr := n.Outbox.Close()
 	flushErr := n.flushReplica(sctx)
 	n.log.Info("edge stopped", "last_seq", n.Outbox.LastSeq(), "pending", n.Outbox.PendingCount())
@@ -259,7 +306,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 // Close releases what Open took, for a Node that never ran.
 func (n *Node) Close() error {
-	closeErr := errors.Join(n.pubLn.Close(), n.privLn.Close(), n.Outbox.Close())
+	closeErr := errors.Join(n.release(), n.Outbox.Close())
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
 	return errors.Join(closeErr, n.flushReplica(ctx))

@@ -113,6 +113,11 @@ func New(opts Options) (*Worker, error) {
 	}, nil
 }
 
+// Close releases the worker's pool. Run closes it when it returns; a
+// worker that never ran (its node failed to open, or stopped before it
+// started) is closed here. Closing twice is harmless.
+func (w *Worker) Close() { w.pool.Close() }
+
 // Run drains until ctx ends. Each batch in flight when ctx ends is either
 // committed and marked, or left pending for the next start.
 func (w *Worker) Run(ctx context.Context) error {

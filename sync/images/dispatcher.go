@@ -172,6 +172,10 @@ func OpenPool(dbURL string, maxConns int32) (*pgxpool.Pool, error) {
 	return pgpool.Open(dbURL, "mailslot-images", maxConns, 30*time.Second)
 }
 
+// Close releases the dispatcher's pool, for a dispatcher that never ran
+// (Run closes it when it returns). Closing twice is harmless.
+func (d *Dispatcher) Close() { d.pool.Close() }
+
 // Run dispatches until ctx ends, then gives back the jobs it holds (their
 // predictions keep running at the provider and are adopted by the next
 // claimer) and returns.
