@@ -183,7 +183,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.pool.Close()
 	defer d.setState(StateStopped, "")
 	defer d.jobs.Wait()
-	delay := 250 * time.Millisecond
+	delay := backoff.NewDelay(backoff.DefaultMin, backoff.DefaultMax)
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
 		wait := d.opts.Interval
@@ -197,8 +197,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				schemaChecked = time.Now()
 			}
 			if !ok {
-				wait = backoff.Jitter(delay)
-				delay = min(delay*2, 30*time.Second)
+				wait = delay.Failed()
 			}
 		}
 		if !schemaChecked.IsZero() {
@@ -209,11 +208,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			case err != nil:
 				d.trouble(err)
 				d.setState(StateBackoff, "")
-				wait = backoff.Jitter(delay)
-				delay = min(delay*2, 30*time.Second)
+				wait = delay.Failed()
 				schemaChecked = time.Time{}
 			default:
-				delay = 250 * time.Millisecond
+				delay.Reset()
 				if n > 0 {
 					continue // there may be more due jobs and free slots
 				}
