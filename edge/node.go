@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
 	"github.com/mailslot/mailslot/internal/config"
@@ -25,6 +25,7 @@ import (
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
@@ -40,6 +41,8 @@ type Node struct {
 	Metrics *metrics.Metrics
 	// Sync is the drain worker, nil when DATABASE_URL is unset.
 	Sync *drain.Worker
+	// Tombstones pulls erasures, nil when DATABASE_URL is unset.
+	Tombstones *erasure.Puller
 	// Images dispatches image-description jobs, nil when DATABASE_URL is
 	// unset or MAILSLOT_IMAGE_PROVIDER is off.
 	Images *images.Dispatcher
@@ -50,16 +53,8 @@ type Node struct {
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
 	workers       []Worker
+	releases      []func() error
 	now           func() time.Time
-}
-
-// nodeStatus is what /v1/sync/status answers: the sync worker's fields at
-// the top level, the tombstone puller's beside them.
-type nodeStatus struct {
-	drain.Status
-	Tombstones erasure.Status  `json:"tombstones"`
-	Replica    *replica.Status `json:"replica,omitempty"`
-	Images     *images.Status  `json:"images,omitempty"`
 }
 
 // Worker is a background loop the node starts after its listeners and
@@ -73,7 +68,7 @@ type Worker interface {
 // file is missing and the node has a replica, Open restores it first; a new
 // outbox file (restored or empty) continues the node's sequence past
 // everything Postgres may already hold for it (see raiseHighWater).
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, error) {
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, err error) {
 	fresh, restored, err := prepareOutbox(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -99,22 +94,26 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	if err != nil {
 		return nil, err
 	}
+	n := &Node{cfg: cfg, log: log, Outbox: out, Metrics: metrics.New(log), now: time.Now}
+	// One cleanup path: whatever Open has opened when it fails is closed
+	// here, in reverse order; Close and Run release the same list.
+	defer func() {
+		if err != nil {
+			_ = errors.Join(n.release(), out.Close())
+		}
+	}()
 	tokens, err := token.ParseKeys(cfg.TokenKey)
 	if err != nil {
-		_ = out.Close()
 		return nil, fmt.Errorf("MAILSLOT_TOKEN_KEY: %w", err)
 	}
 	if fresh {
 		if err := raiseHighWater(ctx, cfg, log, out, restored); err != nil {
-			_ = out.Close()
 			return nil, err
 		}
 	}
-	n := &Node{cfg: cfg, log: log, Outbox: out, Metrics: metrics.New(log), now: time.Now}
 	n.Metrics.AddSource(n.outboxSamples)
 	if cfg.ReplicaURL != "" {
 		if n.Replica, err = newReplicator(cfg, log, out); err != nil {
-			_ = out.Close()
 			return nil, err
 		}
 		n.Metrics.AddSource(replicaSamples(n.Replica))
@@ -122,70 +121,29 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		// after an erasure only through it.
 		out.SetErasureCheckpoint(n.Replica.CheckpointTruncate)
 	}
-	var status api.StatusFunc
+	var imageJobs api.ImageJobs
 	if cfg.DatabaseURL != "" {
-		w, err := drain.New(drain.Options{
-			Outbox:          out,
-			DatabaseURL:     cfg.DatabaseURL,
-			NodeID:          cfg.NodeID,
-			Region:          cfg.Region,
-			BatchSize:       cfg.SyncBatch,
-			Parallel:        cfg.SyncParallel,
-			Interval:        cfg.SyncInterval,
-			Retention:       cfg.SyncRetention,
-			ImageAttempts:   cfg.Images.MaxAttempts,
-			ImageDailyQuota: cfg.Images.DailyQuota,
-			Logger:          log.With("worker", "sync"),
-		})
-		if err != nil {
-			_ = out.Close()
+		if err := n.openSync(cfg, log); err != nil {
 			return nil, err
 		}
-		n.Sync = w
-		n.AddWorker(w)
-		puller, err := erasure.New(erasure.Options{
-			Outbox:      out,
-			DatabaseURL: cfg.DatabaseURL,
-			Interval:    cfg.TombstoneInterval,
-			Logger:      log.With("worker", "tombstones"),
-		})
+		// The image API's own small pool: operators' and webhooks' requests
+		// never wait behind the dispatcher's.
+		pool, err := images.OpenPool(cfg.DatabaseURL, 2)
 		if err != nil {
-			_ = out.Close()
 			return nil, err
 		}
-		n.AddWorker(puller)
-		n.Metrics.AddSource(syncSamples(w, puller))
-		status = func(ctx context.Context) (any, error) {
-			ds, err := w.Status(ctx)
-			if err != nil {
-				return nil, err
-			}
-			ts, err := puller.Status(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}, nil
-		}
+		n.onRelease(func() error { pool.Close(); return nil })
+		imageJobs = images.NewStore(pool)
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
-		if n.Replica != nil {
-			status = func(ctx context.Context) (any, error) {
-				st, err := out.Stats(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return map[string]any{"node_id": cfg.NodeID, "region": cfg.Region, "outbox": st,
-					"sync": "disabled: DATABASE_URL is not set", "replica": n.replicaStatus(ctx)}, nil
-			}
-		}
 	}
 	// Image descriptions (sync/images): jobs are leased in Postgres, so
 	// every edge may run a dispatcher.
 	if cfg.DatabaseURL != "" && cfg.Images.Provider != config.ImageProviderOff {
 		if n.Images, err = images.FromConfig(cfg, log.With("worker", "images")); err != nil {
-			_ = out.Close()
 			return nil, err
 		}
+		n.onRelease(func() error { n.Images.Close(); return nil })
 		n.AddWorker(n.Images)
 		n.Metrics.AddSource(imageSamples(n.Images))
 	}
@@ -194,22 +152,77 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		Outbox:     out,
 		Hasher:     pii.NewHasher([]byte(cfg.IPPepper)),
 		Logger:     log,
-		SyncStatus: status,
+		SyncStatus: func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
 		Tokens:     tokens,
 		Metrics:    n.Metrics,
+		Images:     imageJobs,
 	})
 	if n.pubLn, err = net.Listen("tcp", cfg.Addr); err != nil {
-		_ = out.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	n.onRelease(n.pubLn.Close)
 	if n.privLn, err = net.Listen("tcp", cfg.PrivateAddr); err != nil {
-		_ = n.pubLn.Close()
-		_ = out.Close()
 		return nil, fmt.Errorf("listen on private %s: %w", cfg.PrivateAddr, err)
 	}
+	n.onRelease(n.privLn.Close)
 	n.pub = newHTTPServer(n.Server.Handler(), log)
 	n.priv = newHTTPServer(n.Server.PrivateHandler(), log)
 	return n, nil
+}
+
+// openSync prepares the drain worker and the tombstone puller; their pools
+// connect only when the workers first need them.
+func (n *Node) openSync(cfg *config.Config, log *slog.Logger) error {
+	w, err := drain.New(drain.Options{
+		Outbox:          n.Outbox,
+		DatabaseURL:     cfg.DatabaseURL,
+		NodeID:          cfg.NodeID,
+		Region:          cfg.Region,
+		BatchSize:       cfg.SyncBatch,
+		Parallel:        cfg.SyncParallel,
+		Interval:        cfg.SyncInterval,
+		Retention:       cfg.SyncRetention,
+		ImageAttempts:   cfg.Images.MaxAttempts,
+		ImageDailyQuota: cfg.Images.DailyQuota,
+		Logger:          log.With("worker", "sync"),
+	})
+	if err != nil {
+		return err
+	}
+	n.onRelease(func() error { w.Close(); return nil })
+	n.Sync = w
+	n.AddWorker(w)
+	puller, err := erasure.New(erasure.Options{
+		Outbox:      n.Outbox,
+		DatabaseURL: cfg.DatabaseURL,
+		Interval:    cfg.TombstoneInterval,
+		Logger:      log.With("worker", "tombstones"),
+	})
+	if err != nil {
+		return err
+	}
+	n.onRelease(func() error { puller.Close(); return nil })
+	n.Tombstones = puller
+	n.AddWorker(puller)
+	n.Metrics.AddSource(syncSamples(w, puller))
+	return nil
+}
+
+// onRelease registers something Open opened, for release to close.
+func (n *Node) onRelease(f func() error) { n.releases = append(n.releases, f) }
+
+// release closes, in reverse order, what Open opened besides the outbox:
+// the listeners and the workers' and the image API's pools. Closing again
+// is harmless; each is closed once.
+func (n *Node) release() error {
+	var errs []error
+	for i := len(n.releases) - 1; i >= 0; i-- {
+		if err := n.releases[i](); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	n.releases = nil
+	return errors.Join(errs...)
 }
 
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -275,13 +288,20 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 	shutErr := errors.Join(n.pub.Shutdown(sctx), n.priv.Shutdown(sctx))
 	stopWorkers()
+	stopped := 0
 	for range n.workers {
 		select {
 		case <-done:
+			stopped++
 		case <-sctx.Done():
 		}
 	}
-	n.Server.Close()
+	// The workers have stopped: their pools go now, with the image API's.
+	// A worker still running past the stop budget keeps its pool (closing
+	// it would wait for that worker's connections).
+	if stopped == len(n.workers) {
+		_ = n.release()
+	}
 	closeErr := n.Outbox.Close()
 	flushErr := n.flushReplica(sctx)
 	n.log.Info("edge stopped", "last_seq", n.Outbox.LastSeq(), "pending", n.Outbox.PendingCount())
@@ -290,7 +310,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 // Close releases what Open took, for a Node that never ran.
 func (n *Node) Close() error {
-	closeErr := errors.Join(n.pubLn.Close(), n.privLn.Close(), n.Outbox.Close())
+	closeErr := errors.Join(n.release(), n.Outbox.Close())
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
 	return errors.Join(closeErr, n.flushReplica(ctx))
@@ -312,6 +332,38 @@ func (n *Node) flushReplica(ctx context.Context) error {
 		return fmt.Errorf("flush replica: %w", err)
 	}
 	return nil
+}
+
+// SyncStatus is what GET /v1/sync/status answers, for every kind of node:
+// the one place that status is put together.
+func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
+	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}
+	if n.Sync == nil {
+		ob, err := n.Outbox.Stats(ctx)
+		if err != nil {
+			return admin.SyncStatus{}, err
+		}
+		st.Status = drain.Status{
+			NodeID: n.cfg.NodeID, Region: n.cfg.Region, State: admin.StateDisabled,
+			Pending: ob.Pending, Quarantined: ob.Quarantined, SyncedRetained: ob.Synced, LastSeq: ob.LastSeq,
+			SchemaRequired: pgschema.Required(),
+		}
+		if ob.OldestPendingAt != nil {
+			st.OldestPendingAgeSeconds = n.now().Sub(*ob.OldestPendingAt).Seconds()
+		}
+		st.Sync = "disabled: DATABASE_URL is not set"
+		return st, nil
+	}
+	var err error
+	if st.Status, err = n.Sync.Status(ctx); err != nil {
+		return admin.SyncStatus{}, err
+	}
+	ts, err := n.Tombstones.Status(ctx)
+	if err != nil {
+		return admin.SyncStatus{}, err
+	}
+	st.Tombstones = &ts
+	return st, nil
 }
 
 func (n *Node) replicaStatus(ctx context.Context) *replica.Status {
@@ -453,9 +505,8 @@ func raiseHighWater(ctx context.Context, cfg *config.Config, log *slog.Logger, o
 // Postgres cannot be asked.
 func ClockFloor(now time.Time) int64 { return now.UnixMilli() * 1000 }
 
-// postgresHighWater is the highest seq Postgres holds for nodeID: in its
-// row in mailslot.nodes or in the ledger. A database without the schema
-// holds nothing.
+// postgresHighWater connects to Postgres to ask the ledger for the highest
+// seq it holds for nodeID (drain.HighWater).
 func postgresHighWater(ctx context.Context, dbURL, nodeID string) (int64, error) {
 	pcfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
@@ -469,16 +520,5 @@ func postgresHighWater(ctx context.Context, dbURL, nodeID string) (int64, error)
 		return 0, fmt.Errorf("connect to Postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var hw int64
-	err = conn.QueryRow(ctx, `
-		SELECT GREATEST(COALESCE((SELECT last_seq FROM mailslot.nodes WHERE node_id = $1), 0),
-		                COALESCE((SELECT max(seq) FROM mailslot.ledger WHERE node_id = $1), 0))`, nodeID).Scan(&hw)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read this node's high-water mark: %w", err)
-	}
-	return hw, nil
+	return drain.HighWater(ctx, conn, nodeID)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/sync/images"
 )
 
@@ -109,8 +110,12 @@ func imagesList(ctx context.Context, e env, args []string) error {
 
 func imagesStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "images status", "images status [ID] [--json] [--budget USD] [--database-url URL]")
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
-	budget := fs.Float64("budget", imageEnvFloat(e, "MAILSLOT_IMAGE_MONTHLY_BUDGET", 10), "monthly budget in USD (default $MAILSLOT_IMAGE_MONTHLY_BUDGET, else 10)")
+	budget := fs.Float64("budget", cfg.Images.MonthlyBudget, "monthly budget in USD (default $MAILSLOT_IMAGE_MONTHLY_BUDGET, else 10)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -137,7 +142,7 @@ func imagesStatus(ctx context.Context, e env, args []string) error {
 		}
 		return printImageJob(e.stdout, j)
 	}
-	st, err := images.ReadStatus(ctx, conn, imageProvider(e), *budget)
+	st, err := images.ReadStatus(ctx, conn, cfg.Images.Provider, *budget)
 	if err != nil {
 		return imagesSchemaHint(err)
 	}
@@ -176,8 +181,8 @@ func printImageStatus(w io.Writer, st images.Status) error {
 // writeImageSummary prints one line about image jobs under the node table
 // of mailslotctl status. A schema without the image tables, or a fleet that
 // has never described an image, prints nothing.
-func writeImageSummary(ctx context.Context, e env, conn *pgx.Conn) error {
-	st, err := images.ReadStatus(ctx, conn, imageProvider(e), imageEnvFloat(e, "MAILSLOT_IMAGE_MONTHLY_BUDGET", 10))
+func writeImageSummary(ctx context.Context, e env, cfg *config.Config, conn *pgx.Conn) error {
+	st, err := images.ReadStatus(ctx, conn, cfg.Images.Provider, cfg.Images.MonthlyBudget)
 	if err != nil {
 		if errors.Is(imagesSchemaHint(err), errImagesSchema) {
 			return nil
@@ -230,12 +235,16 @@ func printImageJob(w io.Writer, j images.Job) error {
 
 func imagesSubmit(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "images submit", "images submit (--url URL | --file PATH) [--lead ID] [--json] [--database-url URL]")
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
 	imageURL := fs.String("url", "", "https URL of the image, on a host in --allowed-hosts")
 	file := fs.String("file", "", "an image file to upload (JPEG, PNG, GIF or WebP)")
 	lead := fs.Int64("lead", 0, "attach the job to this lead id (erasing the lead deletes the job)")
-	hosts := fs.String("allowed-hosts", e.getenv("MAILSLOT_IMAGE_ALLOWED_HOSTS"), "comma-separated hosts an image URL may name (default $MAILSLOT_IMAGE_ALLOWED_HOSTS)")
-	attempts := fs.Int("max-attempts", imageEnvInt(e, "MAILSLOT_IMAGE_MAX_ATTEMPTS", images.DefaultMaxAttempts), "attempts before the job is dead")
+	hosts := fs.String("allowed-hosts", strings.Join(cfg.Images.AllowedHosts, ","), "comma-separated hosts an image URL may name (default $MAILSLOT_IMAGE_ALLOWED_HOSTS)")
+	attempts := fs.Int("max-attempts", cfg.Images.MaxAttempts, "attempts before the job is dead (default $MAILSLOT_IMAGE_MAX_ATTEMPTS)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -243,10 +252,8 @@ func imagesSubmit(ctx context.Context, e env, args []string) error {
 	if (*imageURL == "") == (*file == "") {
 		return fmt.Errorf("%w: give exactly one of --url and --file", errUsage)
 	}
-	lim := images.Limits{
-		MaxUploadBytes:   int64(imageEnvInt(e, "MAILSLOT_IMAGE_MAX_UPLOAD_BYTES", images.DefaultMaxUploadBytes)),
-		UploadStoreBytes: int64(imageEnvInt(e, "MAILSLOT_IMAGE_UPLOAD_STORE_BYTES", images.DefaultUploadStoreBytes)),
-	}
+	lim := images.LimitsFromConfig(cfg.Images)
+	lim.AllowedHosts = nil
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			lim.AllowedHosts = append(lim.AllowedHosts, h)
@@ -362,27 +369,6 @@ func imageLead(j images.Job) string {
 		return "-"
 	}
 	return strconv.FormatInt(*j.LeadID, 10)
-}
-
-func imageProvider(e env) string {
-	if p := strings.TrimSpace(e.getenv("MAILSLOT_IMAGE_PROVIDER")); p != "" {
-		return p
-	}
-	return "off"
-}
-
-func imageEnvFloat(e env, name string, def float64) float64 {
-	if f, err := strconv.ParseFloat(strings.TrimSpace(e.getenv(name)), 64); err == nil && f >= 0 {
-		return f
-	}
-	return def
-}
-
-func imageEnvInt(e env, name string, def int) int {
-	if n, err := strconv.Atoi(strings.TrimSpace(e.getenv(name))); err == nil && n > 0 {
-		return n
-	}
-	return def
 }
 
 func imageShorten(s string, n int) string {

@@ -32,6 +32,11 @@ func TestImagesCommands(t *testing.T) {
 		"MAILSLOT_IMAGE_ALLOWED_HOSTS":  "img.example",
 		"MAILSLOT_IMAGE_PROVIDER":       "replicate",
 		"MAILSLOT_IMAGE_MONTHLY_BUDGET": "5",
+		// The fleet's settings are read as the edge reads them, so they
+		// must be settings an edge would start with.
+		"MAILSLOT_IMAGE_REPLICATE_TOKEN": "r8_test",
+		"MAILSLOT_IMAGE_FACES_MODEL":     "owner/faces",
+		"MAILSLOT_IMAGE_CAPTION_MODEL":   "owner/caption",
 	}
 	out, _, err := imagesCtl(t, env, "submit", "--url", "https://img.example/a.jpg", "--json")
 	if err != nil {
@@ -93,7 +98,11 @@ func TestImagesCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if err := writeImageSummary(context.Background(), env2(env, &sum), conn); err != nil || !strings.HasPrefix(sum.String(), "images: queue 2 (2 due)") {
+	cfg, err := loadConfig(env2(env, &sum))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeImageSummary(context.Background(), env2(env, &sum), cfg, conn); err != nil || !strings.HasPrefix(sum.String(), "images: queue 2 (2 due)") {
 		t.Errorf("summary %q %v", sum.String(), err)
 	}
 }

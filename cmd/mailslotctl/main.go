@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/mailslot/mailslot/internal/config"
 )
 
 const usage = `usage: mailslotctl <command> [flags]
@@ -123,6 +125,17 @@ func newFlags(e env, name, synopsis string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// loadConfig reads the fleet's settings as the edge reads them
+// (internal/config): the same defaults, and a value the edge would refuse
+// is refused here with the same message.
+func loadConfig(e env) (*config.Config, error) {
+	cfg, err := config.Load(e.getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: configuration:\n%w", errUsage, err)
+	}
+	return cfg, nil
 }
 
 // databaseURL takes the flag, else DATABASE_URL, and explains the fix when

@@ -1,21 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
@@ -25,7 +21,11 @@ import (
 // hasher builds the email hasher from the fleet's pepper: without the same
 // pepper as the edges, no hash would match.
 func hasher(e env) (*pii.Hasher, error) {
-	p := e.getenv("MAILSLOT_IP_PEPPER")
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return nil, err
+	}
+	p := cfg.IPPepper
 	if p == "" {
 		return nil, fmt.Errorf("%w: MAILSLOT_IP_PEPPER is not set: use the same pepper as the edges (fly secrets list shows its digest)", errUsage)
 	}
@@ -139,6 +139,10 @@ func runExport(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
 	hash := h.Email(email)
 	doc := exportDoc{EmailHMAC: fmt.Sprintf("%x", hash), GeneratedAt: time.Now().UTC()}
 	dst := map[string]*[]json.RawMessage{
@@ -156,8 +160,11 @@ func runExport(ctx context.Context, e env, args []string) error {
 		}
 		*dst[q.name] = append([]json.RawMessage{}, got...)
 	}
-	for _, base := range edgeURLs(ctx, conn, ef) {
-		body, err := postEdge(ctx, base, "/admin/export", e.getenv("MAILSLOT_ADMIN_TOKEN"), map[string]string{"email": email})
+	client := admin.NewClient(cfg.AdminToken, 15*time.Second)
+	bases, refused := edgeURLs(ctx, conn, ef)
+	doc.Edges = append(doc.Edges, refused...)
+	for _, base := range bases {
+		body, err := client.Export(ctx, base, email)
 		ex := edgeExport{URL: base, Rows: body}
 		if err != nil {
 			ex = edgeExport{URL: base, Error: err.Error()}
@@ -170,55 +177,33 @@ func runExport(ctx context.Context, e env, args []string) error {
 }
 
 // edgeURLs lists the edges to ask: named ones, then each node Postgres
-// knows through the template.
-func edgeURLs(ctx context.Context, conn *pgx.Conn, ef *edgeFlags) []string {
+// knows through the template. A node whose id cannot be put in a URL is
+// reported, not asked.
+func edgeURLs(ctx context.Context, conn *pgx.Conn, ef *edgeFlags) ([]string, []edgeExport) {
 	out := ef.urls()
 	if *ef.template == "" {
-		return out
+		return out, nil
 	}
 	nodes, err := loadNodes(ctx, conn)
 	if err != nil {
-		return out
+		return out, []edgeExport{{Error: err.Error()}}
 	}
+	var refused []edgeExport
 	for _, n := range nodes {
-		out = append(out, ef.forNode(n.NodeID))
+		u, err := ef.forNode(n.NodeID)
+		if err != nil {
+			refused = append(refused, edgeExport{Error: err.Error()})
+			continue
+		}
+		out = append(out, u)
 	}
-	return out
-}
-
-// postEdge sends an admin request to an edge and returns its JSON answer.
-func postEdge(ctx context.Context, base, path, adminToken string, body any) (json.RawMessage, error) {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("edge URL %q is not valid", base)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if adminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-	}
-	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("unreachable: %w", errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read edge answer: %w", err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("edge refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", resp.StatusCode)
-	case resp.StatusCode >= 300:
-		return nil, fmt.Errorf("edge answered status %d", resp.StatusCode)
-	}
-	return out, nil
+	return out, refused
 }
 
 func runLinks(_ context.Context, e env, args []string) error {
 	fs := newFlags(e, "links", "links --property P [--public-url URL] <email>")
 	property := fs.String("property", "", "the property (site) the links are for")
-	public := fs.String("public-url", e.getenv("MAILSLOT_PUBLIC_URL"), "public base URL of the edges (default $MAILSLOT_PUBLIC_URL)")
+	public := fs.String("public-url", "", "public base URL of the edges (default $MAILSLOT_PUBLIC_URL, as the edges read it)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -226,6 +211,13 @@ func runLinks(_ context.Context, e env, args []string) error {
 	email, err := emailArg(fs)
 	if err != nil {
 		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	if *public == "" {
+		*public = cfg.PublicURL
 	}
 	if *property == "" || *public == "" {
 		return fmt.Errorf("%w: --property and --public-url (or MAILSLOT_PUBLIC_URL) are required", errUsage)
@@ -240,7 +232,7 @@ func runLinks(_ context.Context, e env, args []string) error {
 	if u, err := url.Parse(*public); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%w: --public-url must be an http(s) URL", errUsage)
 	}
-	keys, err := token.ParseKeys(e.getenv("MAILSLOT_TOKEN_KEY"))
+	keys, err := token.ParseKeys(cfg.TokenKey)
 	if err != nil {
 		return fmt.Errorf("%w: MAILSLOT_TOKEN_KEY: %w (use the edges' key)", errUsage, err)
 	}
@@ -248,26 +240,7 @@ func runLinks(_ context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	base := strings.TrimSuffix(*public, "/")
-	type link struct {
-		Purpose string    `json:"purpose"`
-		URL     string    `json:"url"`
-		Expires time.Time `json:"expires"`
-	}
-	var links []link
-	for _, l := range []struct {
-		purpose, path string
-		ttl           time.Duration
-	}{
-		{token.Confirm, "/v1/confirm", 30 * 24 * time.Hour},
-		{token.Unsubscribe, "/v1/unsubscribe", 365 * 24 * time.Hour},
-		{token.Erase, "/v1/erasure", 30 * 24 * time.Hour},
-	} {
-		exp := now.Add(l.ttl).Truncate(time.Second)
-		tok := keys.Sign(token.Claims{Purpose: l.purpose, Property: *property, EmailHMAC: h.Email(email), Expires: exp, IssuedAt: now})
-		links = append(links, link{Purpose: l.purpose, URL: base + l.path + "?token=" + url.QueryEscape(tok), Expires: exp})
-	}
+	links := keys.Links(*public, *property, h.Email(email), cfg.LinkLifetimes(), time.Now())
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(links)
 	}

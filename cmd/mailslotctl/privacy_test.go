@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -326,6 +327,10 @@ func TestLinksCommand(t *testing.T) {
 		t.Errorf("links table: %v\n%s", err, out)
 	}
 
+	// In development the edges default MAILSLOT_PUBLIC_URL to their own
+	// address, and so does the CLI; production has no default.
+	prodEnv := maps.Clone(env)
+	prodEnv["MAILSLOT_ENV"], prodEnv["MAILSLOT_ADMIN_TOKEN"] = "production", edgetest.AdminToken
 	for _, c := range []struct {
 		name string
 		env  map[string]string
@@ -333,7 +338,7 @@ func TestLinksCommand(t *testing.T) {
 	}{
 		{"no property", env, []string{"links", "--public-url", "https://edge.example", privEmail}},
 		{"bad property", env, []string{"links", "--property", "shop example", "--public-url", "https://edge.example", privEmail}},
-		{"no public URL", env, []string{"links", "--property", "shop.example", privEmail}},
+		{"no public URL in production", prodEnv, []string{"links", "--property", "shop.example", privEmail}},
 		{"public URL not http", env, []string{"links", "--property", "shop.example", "--public-url", "ftp://edge.example", privEmail}},
 		{"bad email", env, []string{"links", "--property", "shop.example", "--public-url", "https://edge.example", "not-an-address"}},
 		{"no token key", map[string]string{"MAILSLOT_IP_PEPPER": edgetest.IPPepper}, []string{"links", "--property", "shop.example", "--public-url", "https://edge.example", privEmail}},

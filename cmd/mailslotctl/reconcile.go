@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,7 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // exitMissing is reconcile's exit status while rows are missing from
@@ -63,15 +61,9 @@ type reconcileReport struct {
 	missingAll, quarantinedAll []int64
 }
 
-// duplicate is a submission id the ledger holds under more than one key.
-type duplicate struct {
-	SubmissionID string   `json:"submission_id"`
-	Keys         []string `json:"keys"` // node_id:seq
-}
-
 type reconcileResult struct {
 	Nodes      []*reconcileReport `json:"nodes"`
-	Duplicates []duplicate        `json:"duplicate_submissions"`
+	Duplicates []drain.Duplicate  `json:"duplicate_submissions"`
 	Missing    int64              `json:"missing"`
 	Conflicts  int64              `json:"conflicts"`
 	Unchecked  int                `json:"unchecked_edges"`
@@ -107,13 +99,17 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	ec := &edgeClient{http: &http.Client{Timeout: 30 * time.Second}, token: e.getenv("MAILSLOT_ADMIN_TOKEN")}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	ec := admin.NewClient(cfg.AdminToken, 30*time.Second)
 	reports, err := reconcileTargets(ctx, conn, ec, ef.urls(), *ef.template, only)
 	if err != nil {
 		return err
 	}
 	res := reconcileResult{Nodes: reports}
-	if res.Duplicates, err = findDuplicates(ctx, conn); err != nil {
+	if res.Duplicates, err = drain.Duplicates(ctx, conn, listCap); err != nil {
 		return err
 	}
 	prog := newProgress(e.stderr, "reconcile")
@@ -166,7 +162,7 @@ func runReconcile(ctx context.Context, e env, args []string) error {
 // reconcileTargets lists the nodes to reconcile: every node Postgres knows,
 // and every edge named, each asked for its outbox summary (which names its
 // node) directly or through the template.
-func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges []string, tmpl string, only []string) ([]*reconcileReport, error) {
+func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *admin.Client, edges []string, tmpl string, only []string) ([]*reconcileReport, error) {
 	nodes, err := loadNodes(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -179,8 +175,8 @@ func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges
 		out = append(out, r)
 	}
 	for _, base := range edges {
-		var sum outbox.Summary
-		if err := ec.get(ctx, base, "/admin/outbox/summary", &sum); err != nil {
+		sum, err := ec.OutboxSummary(ctx, base)
+		if err != nil {
 			out = append(out, &reconcileReport{NodeID: "?", EdgeURL: base, EdgeError: err.Error()})
 			continue
 		}
@@ -197,9 +193,14 @@ func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges
 			if r.Edge != nil || r.NodeID == "?" {
 				continue
 			}
-			r.EdgeURL = strings.ReplaceAll(tmpl, "{node}", r.NodeID)
-			var sum outbox.Summary
-			if err := ec.get(ctx, r.EdgeURL, "/admin/outbox/summary", &sum); err != nil {
+			u, err := admin.EdgeURL(tmpl, r.NodeID)
+			if err != nil {
+				r.EdgeError = err.Error()
+				continue
+			}
+			r.EdgeURL = u
+			sum, err := ec.OutboxSummary(ctx, r.EdgeURL)
+			if err != nil {
 				r.EdgeError = err.Error()
 				continue
 			}
@@ -227,22 +228,16 @@ func reconcileTargets(ctx context.Context, conn *pgx.Conn, ec *edgeClient, edges
 	return out, nil
 }
 
-// ledgerRow is one ledger key in a range.
-type ledgerRow struct {
-	seq int64
-	id  string
-}
-
 // compareNode pages through the seqs the edge holds, from its lowest
 // retained seq to its last, and compares each page with the ledger over
 // the same range. Sync marks a row synced only after the ledger commit, so
 // a row the edge reports synced and the ledger (read after the edge) lacks
 // is truly missing.
-func compareNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconcileReport, page int, prog *progress) error {
+func compareNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *reconcileReport, page int, prog *progress) error {
 	sum := r.Edge
-	err := conn.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) FROM mailslot.ledger WHERE node_id = $1`, r.NodeID).Scan(&r.LedgerMaxSeq)
-	if err != nil {
-		return fmt.Errorf("read the ledger: %w", err)
+	var err error
+	if r.LedgerMaxSeq, err = drain.LedgerMaxSeq(ctx, conn, r.NodeID); err != nil {
+		return err
 	}
 	r.LedgerAhead = r.LedgerMaxSeq > sum.LastSeq
 	total := sum.Pending + sum.SyncedRetained + sum.Quarantined
@@ -253,13 +248,8 @@ func compareNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconci
 	}
 	expect := sum.MinSeq
 	for cursor := sum.MinSeq; cursor <= sum.LastSeq; {
-		q := url.Values{"from": {strconv.FormatInt(cursor, 10)}, "to": {strconv.FormatInt(sum.LastSeq, 10)}, "limit": {strconv.Itoa(page)}}
-		var p struct {
-			NodeID string        `json:"node_id"`
-			Rows   []outbox.Held `json:"rows"`
-			Next   *int64        `json:"next"`
-		}
-		if err := ec.get(ctx, r.EdgeURL, "/admin/outbox/seqs?"+q.Encode(), &p); err != nil {
+		p, err := ec.OutboxSeqs(ctx, r.EdgeURL, cursor, sum.LastSeq, page)
+		if err != nil {
 			return err
 		}
 		if p.NodeID != r.NodeID {
@@ -269,7 +259,7 @@ func compareNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconci
 		if p.Next != nil {
 			coveredTo = *p.Next - 1
 		}
-		ledger, err := ledgerRange(ctx, conn, r.NodeID, cursor, coveredTo)
+		ledger, err := drain.LedgerRange(ctx, conn, r.NodeID, cursor, coveredTo)
 		if err != nil {
 			return err
 		}
@@ -292,12 +282,12 @@ func compareNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconci
 
 // classify merges one page of the edge's rows with the ledger's keys over
 // the same range (both in seq order) and returns the next seq expected.
-func (r *reconcileReport) classify(held []outbox.Held, ledger []ledgerRow, expect int64) int64 {
+func (r *reconcileReport) classify(held []outbox.Held, ledger []drain.LedgerKey, expect int64) int64 {
 	i, j := 0, 0
 	for i < len(held) || j < len(ledger) {
 		var seq int64
 		switch {
-		case j == len(ledger) || (i < len(held) && held[i].Seq < ledger[j].seq):
+		case j == len(ledger) || (i < len(held) && held[i].Seq < ledger[j].Seq):
 			h := held[i]
 			seq = h.Seq
 			switch h.State {
@@ -311,13 +301,13 @@ func (r *reconcileReport) classify(held []outbox.Held, ledger []ledgerRow, expec
 				r.missingAll = append(r.missingAll, seq)
 			}
 			i++
-		case i == len(held) || ledger[j].seq < held[i].Seq:
-			seq = ledger[j].seq
+		case i == len(held) || ledger[j].Seq < held[i].Seq:
+			seq = ledger[j].Seq
 			r.LedgerOnly++
 			j++
 		default:
 			seq = held[i].Seq
-			if held[i].ID != ledger[j].id {
+			if held[i].ID != ledger[j].SubmissionID {
 				r.Conflicts++
 				r.ConflictSeqs = appendCapped(r.ConflictSeqs, seq)
 			} else {
@@ -369,55 +359,11 @@ func appendCapped(s []int64, v int64) []int64 {
 	return s
 }
 
-func ledgerRange(ctx context.Context, conn *pgx.Conn, nodeID string, from, to int64) ([]ledgerRow, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT seq, submission_id::text FROM mailslot.ledger
-		WHERE node_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, nodeID, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ledgerRow, error) {
-		var l ledgerRow
-		err := row.Scan(&l.seq, &l.id)
-		return l, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	return out, nil
-}
-
-// findDuplicates lists submission ids the ledger holds under more than one
-// key. Two rows with one key are impossible (the primary key is
-// (node_id, seq)); one submission under two keys would mean it was
-// captured or replayed twice.
-func findDuplicates(ctx context.Context, conn *pgx.Conn) ([]duplicate, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT submission_id::text, array_agg(node_id || ':' || seq ORDER BY node_id, seq)
-		FROM mailslot.ledger GROUP BY submission_id HAVING count(*) > 1
-		ORDER BY submission_id LIMIT $1`, listCap)
-	if err != nil {
-		return nil, fmt.Errorf("look for duplicated submissions in the ledger: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate, error) {
-		var d duplicate
-		err := row.Scan(&d.SubmissionID, &d.Keys)
-		return d, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("look for duplicated submissions in the ledger: %w", err)
-	}
-	if out == nil {
-		out = []duplicate{}
-	}
-	return out, nil
-}
-
 // fixNode requeues the node's missing rows (and quarantined ones when
 // asked) on its edge, then waits for the edge's own sync to bring them to
 // the ledger. Requeueing twice, or a row Postgres already holds, changes
 // nothing: the ledger turns it into a replay.
-func fixNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconcileReport, rf reconcileFlags, prog *progress) error {
+func fixNode(ctx context.Context, conn *pgx.Conn, ec *admin.Client, r *reconcileReport, rf reconcileFlags, prog *progress) error {
 	seqs := slices.Clone(r.missingAll)
 	if rf.retryQuarantined {
 		seqs = append(seqs, r.quarantinedAll...)
@@ -426,21 +372,17 @@ func fixNode(ctx context.Context, conn *pgx.Conn, ec *edgeClient, r *reconcileRe
 		return nil
 	}
 	for chunk := range slices.Chunk(seqs, 5000) {
-		var ans struct {
-			Requeued int64 `json:"requeued"`
-		}
-		if err := ec.post(ctx, r.EdgeURL, "/admin/outbox/requeue", map[string]any{"seqs": chunk}, &ans); err != nil {
+		ans, err := ec.Requeue(ctx, r.EdgeURL, chunk)
+		if err != nil {
 			return fmt.Errorf("requeue on the edge: %w", err)
 		}
 		r.Requeued += ans.Requeued
 	}
 	deadline := time.Now().Add(rf.wait)
 	for {
-		var arrived int64
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM mailslot.ledger WHERE node_id = $1 AND seq = ANY($2)`,
-			r.NodeID, r.missingAll).Scan(&arrived)
+		arrived, err := drain.CountInLedger(ctx, conn, r.NodeID, r.missingAll, false)
 		if err != nil {
-			return fmt.Errorf("read the ledger: %w", err)
+			return err
 		}
 		r.Fixed = arrived
 		r.StillMissed = r.Missing - arrived
@@ -554,59 +496,6 @@ func rangeList(rs []outbox.SeqRange) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// edgeClient asks an edge's admin API, with the admin token when one is
-// set. Errors name the edge and the fix, never the token.
-type edgeClient struct {
-	http  *http.Client
-	token string
-}
-
-func (c *edgeClient) get(ctx context.Context, base, path string, into any) error {
-	return c.do(ctx, http.MethodGet, base, path, nil, into)
-}
-
-func (c *edgeClient) post(ctx context.Context, base, path string, body, into any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	return c.do(ctx, http.MethodPost, base, path, b, into)
-}
-
-func (c *edgeClient) do(ctx context.Context, method, base, path string, body []byte, into any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("edge URL %q is not valid", base)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("edge %s unreachable: %w (is it running? in production use its private address over 6PN or fly proxy; see --edge-template)", base, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("edge %s refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", base, resp.StatusCode)
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("edge %s has no %s (status 404): is it a mailslot edge of this version?", base, strings.SplitN(path, "?", 2)[0])
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("edge %s answered status %d to %s", base, resp.StatusCode, strings.SplitN(path, "?", 2)[0])
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(into); err != nil {
-		return fmt.Errorf("edge %s: answer is not the expected JSON: %w", base, err)
-	}
-	return nil
 }
 
 // progress writes a line to stderr at most every two seconds, for runs

@@ -13,6 +13,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // deleteByHand removes what sync applied for seqs of nodeID, as an
@@ -265,7 +266,7 @@ func TestClassify(t *testing.T) {
 		{Seq: 12, ID: "f", State: outbox.StateSynced},
 		{Seq: 1001, ID: "g", State: outbox.StatePending},
 	}
-	ledger := []ledgerRow{{3, "a"}, {7, "x"}, {9, "other"}, {12, "f"}}
+	ledger := []drain.LedgerKey{{Seq: 3, SubmissionID: "a"}, {Seq: 7, SubmissionID: "x"}, {Seq: 9, SubmissionID: "other"}, {Seq: 12, SubmissionID: "f"}}
 	next := r.classify(held, ledger, 1)
 	want := reconcileReport{InLedger: 2, PendingNew: 2, Missing: 1, Quarantined: 1, Conflicts: 1, LedgerOnly: 1, GapSeqs: 5,
 		ConflictSeqs: []int64{9}, Gaps: []outbox.SeqRange{{First: 1, Last: 2}, {First: 8, Last: 8}, {First: 10, Last: 11}}}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/nodeid"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
@@ -72,18 +73,25 @@ func runRecover(ctx context.Context, e env, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("%w: --node is required", errUsage)
 	}
+	if err := nodeid.Check(rf.node); err != nil {
+		return fmt.Errorf("%w: --node: %w", errUsage, err)
+	}
 	dbURL, err := databaseURL(e, *dbFlag)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e)
 	if err != nil {
 		return err
 	}
 	base := *replicaFlag
 	if base == "" {
-		base = e.getenv("MAILSLOT_REPLICA_URL")
+		base = cfg.ReplicaURL
 	}
 	if base == "" {
 		return fmt.Errorf("%w: no replica: pass --replica-url or set MAILSLOT_REPLICA_URL to the fleet's replica base, as the edges have it", errUsage)
 	}
-	if base, err = replica.WithEndpoint(base, e.getenv("MAILSLOT_REPLICA_ENDPOINT"), e.getenv("AWS_REGION")); err != nil {
+	if base, err = replica.WithEndpoint(base, cfg.ReplicaEndpoint, cfg.ReplicaRegion); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, rf.timeout)
@@ -153,9 +161,12 @@ func recoverNode(ctx context.Context, e env, conn *pgx.Conn, dbURL, base string,
 	if err != nil {
 		return nil, err
 	}
-	region := rf.region
-	if err := conn.QueryRow(ctx, `SELECT region FROM mailslot.nodes WHERE node_id = $1`, rf.node).Scan(&region); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("read the node's region: %w", err)
+	region, err := drain.NodeRegion(ctx, conn, rf.node)
+	if err != nil {
+		return nil, err
+	}
+	if region == "" {
+		region = rf.region
 	}
 	if region == "" {
 		region = "unknown"
@@ -212,7 +223,7 @@ func triage(ctx context.Context, conn *pgx.Conn, out *outbox.Outbox, rep *recove
 		for i, h := range page {
 			seqs[i] = h.Seq
 		}
-		ids, err := ledgerIDs(ctx, conn, rep.NodeID, seqs)
+		ids, err := drain.LedgerIDs(ctx, conn, rep.NodeID, seqs)
 		if err != nil {
 			return nil, err
 		}
@@ -247,29 +258,6 @@ func triage(ctx context.Context, conn *pgx.Conn, out *outbox.Outbox, rep *recove
 		return nil, err
 	}
 	return attempted, nil
-}
-
-// ledgerIDs maps each of seqs the ledger holds for nodeID to its
-// submission id.
-func ledgerIDs(ctx context.Context, conn *pgx.Conn, nodeID string, seqs []int64) (map[int64]string, error) {
-	rows, err := conn.Query(ctx, `SELECT seq, submission_id::text FROM mailslot.ledger WHERE node_id = $1 AND seq = ANY($2)`, nodeID, seqs)
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	defer rows.Close()
-	ids := make(map[int64]string, len(seqs))
-	for rows.Next() {
-		var seq int64
-		var id string
-		if err := rows.Scan(&seq, &id); err != nil {
-			return nil, fmt.Errorf("read the ledger: %w", err)
-		}
-		ids[seq] = id
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	return ids, nil
 }
 
 // syncRestored runs the edge's own sync worker on the restored outbox until
@@ -334,11 +322,9 @@ func syncRestored(ctx context.Context, e env, out *outbox.Outbox, dbURL string, 
 // in the ledger, quarantined in the restored file, or still pending.
 func tally(ctx context.Context, conn *pgx.Conn, out *outbox.Outbox, rep *recoverReport, attempted []int64) error {
 	for chunk := range slices.Chunk(attempted, 10_000) {
-		var erased int64
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM mailslot.ledger WHERE node_id = $1 AND seq = ANY($2) AND outcome = 'erased'`,
-			rep.NodeID, chunk).Scan(&erased)
+		erased, err := drain.CountInLedger(ctx, conn, rep.NodeID, chunk, true)
 		if err != nil {
-			return fmt.Errorf("read the ledger: %w", err)
+			return err
 		}
 		rep.AppliedAsErased += erased
 	}

@@ -124,14 +124,14 @@ func TestRecoverErrors(t *testing.T) {
 	}{
 		{"no node", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, nil, 2, "--node is required"},
 		{"no replica url", map[string]string{"DATABASE_URL": dbURL}, []string{"--node", "n"}, 2, "set MAILSLOT_REPLICA_URL"},
-		{"bad replica url", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": "ftp://x/y"}, []string{"--node", "n"}, 2, "must be file:// or s3://"},
+		{"bad replica url", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": "ftp://x/y"}, []string{"--node", "n"}, 2, "MAILSLOT_REPLICA_URL must be a file:// or s3:// URL"},
 		{"endpoint with file", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL, "MAILSLOT_REPLICA_ENDPOINT": "https://x"},
-			[]string{"--node", "n"}, 2, "applies only to s3://"},
+			[]string{"--node", "n"}, 2, "MAILSLOT_REPLICA_ENDPOINT applies only with an s3://"},
 		{"no database", map[string]string{"MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "n"}, 2, "set DATABASE_URL"},
 		{"postgres down", map[string]string{"DATABASE_URL": closedURL(t), "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "n"}, 1, "is it running?"},
 		{"unknown node", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "ghost"}, 1,
 			`no replica for node "ghost" under file://`},
-		{"bad node id", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "../x"}, 2, "cannot name a replica"},
+		{"bad node id", map[string]string{"DATABASE_URL": dbURL, "MAILSLOT_REPLICA_URL": replicaURL}, []string{"--node", "../x"}, 2, `--node: node id "../x" is not valid`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, err := ctl(t, tc.env, append([]string{"recover"}, tc.args...)...)

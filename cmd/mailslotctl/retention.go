@@ -161,13 +161,11 @@ func runPurgeEvents(ctx context.Context, e env, args []string) error {
 func runErasures(ctx context.Context, e env, args []string) error {
 	fs := newFlags(e, "erasures", "erasures [--window DURATION] [--json] [--database-url URL]")
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
-	def := 24 * time.Hour
-	if v := e.getenv("MAILSLOT_REPLICA_RETENTION"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
-		}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
 	}
-	window := fs.Duration("window", def, "how long replica history keeps old data (default $MAILSLOT_REPLICA_RETENTION)")
+	window := fs.Duration("window", cfg.ReplicaRetention, "how long replica history keeps old data (default $MAILSLOT_REPLICA_RETENTION)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err

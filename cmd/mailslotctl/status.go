@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,31 +13,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/sync/drain"
 )
 
 // nodeStatus is one line of `mailslotctl status`.
 type nodeStatus struct {
-	NodeID    string    `json:"node_id"`
-	Region    string    `json:"region"`
-	Postgres  *pgNode   `json:"postgres"`
-	Edge      *edgeView `json:"edge"`
-	EdgeURL   string    `json:"edge_url,omitempty"`
-	EdgeError string    `json:"edge_error,omitempty"`
-}
-
-// edgeView is what an edge's /v1/sync/status says: the sync worker's
-// fields and, where replication is on, the replica's.
-type edgeView struct {
-	drain.Status
-	Replica *replicaStatus `json:"replica,omitempty"`
-}
-
-// replicaStatus is the part of the edge's replica status shown here.
-type replicaStatus struct {
-	LagSeconds    float64 `json:"lag_seconds"`
-	ReplicatedSeq int64   `json:"replicated_seq"`
-	LastError     string  `json:"last_error,omitempty"`
+	NodeID    string            `json:"node_id"`
+	Region    string            `json:"region"`
+	Postgres  *pgNode           `json:"postgres"`
+	Edge      *admin.SyncStatus `json:"edge"`
+	EdgeURL   string            `json:"edge_url,omitempty"`
+	EdgeError string            `json:"edge_error,omitempty"`
 }
 
 // pgNode is what Postgres knows about a node.
@@ -76,12 +61,13 @@ func (f *edgeFlags) urls() []string {
 	return out
 }
 
-// forNode is the template's URL for a node, or "" without a template.
-func (f *edgeFlags) forNode(nodeID string) string {
+// forNode is the template's URL for a node, or "" without a template. A
+// node id that could not name a node is refused, not substituted.
+func (f *edgeFlags) forNode(nodeID string) (string, error) {
 	if *f.template == "" {
-		return ""
+		return "", nil
 	}
-	return strings.ReplaceAll(*f.template, "{node}", nodeID)
+	return admin.EdgeURL(*f.template, nodeID)
 }
 
 type stringList []string
@@ -95,6 +81,10 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	ef := addEdgeFlags(fs, e)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
 		return err
 	}
 	edges := ef.urls()
@@ -111,11 +101,10 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	for _, n := range nodes {
 		byID[n.NodeID] = n
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	token := e.getenv("MAILSLOT_ADMIN_TOKEN")
+	client := admin.NewClient(cfg.AdminToken, 5*time.Second)
 	asked := map[string]bool{}
 	for _, base := range edges {
-		st, err := fetchEdge(ctx, client, base, token)
+		st, err := client.SyncStatus(ctx, base)
 		if err != nil {
 			nodes = append(nodes, &nodeStatus{NodeID: "?", EdgeURL: base, EdgeError: err.Error()})
 			continue
@@ -126,7 +115,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 			byID[st.NodeID] = n
 			nodes = append(nodes, n)
 		}
-		n.Edge, n.EdgeURL = st, base
+		n.Edge, n.EdgeURL = &st, base
 		asked[st.NodeID] = true
 	}
 	if *ef.template != "" {
@@ -134,10 +123,16 @@ func runStatus(ctx context.Context, e env, args []string) error {
 			if asked[n.NodeID] || n.NodeID == "?" {
 				continue
 			}
-			n.EdgeURL = ef.forNode(n.NodeID)
-			if n.Edge, err = fetchEdge(ctx, client, n.EdgeURL, token); err != nil {
+			if n.EdgeURL, err = ef.forNode(n.NodeID); err != nil {
 				n.EdgeError = err.Error()
+				continue
 			}
+			st, err := client.SyncStatus(ctx, n.EdgeURL)
+			if err != nil {
+				n.EdgeError = err.Error()
+				continue
+			}
+			n.Edge = &st
 		}
 	}
 	sort.SliceStable(nodes, func(i, j int) bool {
@@ -154,53 +149,22 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := printStatus(e.stdout, nodes, time.Now()); err != nil {
 		return err
 	}
-	return writeImageSummary(ctx, e, conn)
+	return writeImageSummary(ctx, e, cfg, conn)
 }
 
+// loadNodes lists the nodes Postgres knows (drain.Nodes), one status line
+// each.
 func loadNodes(ctx context.Context, conn *pgx.Conn) ([]*nodeStatus, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT node_id, region, last_seq, rows_synced, last_sync_at
-		FROM mailslot.nodes ORDER BY region, node_id`)
+	nodes, err := drain.Nodes(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("read nodes from Postgres (has `mailslotctl migrate` run?): %w", err)
+		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*nodeStatus, error) {
-		n := &nodeStatus{Postgres: &pgNode{}}
-		err := r.Scan(&n.NodeID, &n.Region, &n.Postgres.LastSeq, &n.Postgres.RowsSynced, &n.Postgres.LastSyncAt)
-		return n, err
-	})
-}
-
-// fetchEdge asks one edge for its status. Errors name the edge and the fix,
-// never the token.
-func fetchEdge(ctx context.Context, client *http.Client, base, token string) (*edgeView, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/sync/status", nil)
-	if err != nil {
-		return nil, fmt.Errorf("edge URL %q is not valid", base)
+	out := make([]*nodeStatus, len(nodes))
+	for i, n := range nodes {
+		out[i] = &nodeStatus{NodeID: n.NodeID, Region: n.Region,
+			Postgres: &pgNode{LastSeq: n.LastSeq, RowsSynced: n.RowsSynced, LastSyncAt: n.LastSyncAt}}
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("unreachable: %w", errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return nil, fmt.Errorf("edge refused the admin token (status %d): set MAILSLOT_ADMIN_TOKEN, or use the private listener", resp.StatusCode)
-	default:
-		return nil, fmt.Errorf("edge answered status %d", resp.StatusCode)
-	}
-	var st edgeView
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return nil, fmt.Errorf("edge status is not JSON: %w", err)
-	}
-	if st.NodeID == "" {
-		return nil, errors.New("edge status has no node id (is sync enabled there?)")
-	}
-	return &st, nil
+	return out, nil
 }
 
 func printStatus(w io.Writer, nodes []*nodeStatus, now time.Time) error {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,10 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/time/rate"
 
 	"github.com/mailslot/mailslot/internal/config"
@@ -19,11 +18,19 @@ import (
 	"github.com/mailslot/mailslot/sync/images"
 )
 
+// ImageJobs is what the image endpoints need from image jobs, which live
+// in Postgres, not in the outbox. The node fills it in (an images.Store on
+// a small pool the node opens without connecting, and closes), so that the
+// HTTP layer owns no pool and an edge starts, and its other endpoints
+// answer, while Postgres is down.
+type ImageJobs interface {
+	Submit(ctx context.Context, sub images.Submission, lim images.Limits) (images.Job, error)
+	Get(ctx context.Context, id int64) (images.Job, error)
+	ApplyPrediction(ctx context.Context, provider string, p images.Prediction, pricePerSecond float64) (images.Applied, error)
+}
+
 // imageAPI serves image descriptions for one Server: the operator's
 // POST /admin/images and GET /admin/images/:id, and Replicate's webhook.
-// It talks to Postgres directly (jobs live there, not in the outbox) over
-// a small pool opened on first use, so that an edge starts, and its other
-// endpoints answer, while Postgres is down.
 type imageAPI struct {
 	s      *Server
 	im     config.Images
@@ -35,15 +42,13 @@ type imageAPI struct {
 	// the log.
 	bodies   chan struct{}
 	refusals *rate.Limiter
-
-	once  sync.Once
-	pool  *pgxpool.Pool
-	store *images.Store
+	// store is nil when this edge has no Postgres.
+	store ImageJobs
 }
 
-// newImageAPI prepares the image endpoints; the pool opens on first use.
-func newImageAPI(s *Server) *imageAPI {
-	a := &imageAPI{s: s, im: s.cfg.Images, limits: images.LimitsFromConfig(s.cfg.Images),
+// newImageAPI prepares the image endpoints over jobs (nil without Postgres).
+func newImageAPI(s *Server, jobs ImageJobs) *imageAPI {
+	a := &imageAPI{s: s, im: s.cfg.Images, limits: images.LimitsFromConfig(s.cfg.Images), store: jobs,
 		bodies: make(chan struct{}, maxWebhookBodies), refusals: rate.NewLimiter(1, 5)}
 	if a.im.WebhookSecret != "" {
 		key, err := images.WebhookKey(a.im.WebhookSecret)
@@ -70,18 +75,7 @@ func (s *Server) imageRoutes(g *gin.RouterGroup) {
 func (s *Server) replicateWebhook(c *gin.Context) { s.images().webhook(c) }
 
 // db returns the store, or answers 503 when this edge has no Postgres.
-func (a *imageAPI) db(c *gin.Context) (*images.Store, bool) {
-	a.once.Do(func() {
-		if a.s.cfg.DatabaseURL == "" {
-			return
-		}
-		pool, err := images.OpenPool(a.s.cfg.DatabaseURL, 2)
-		if err != nil {
-			a.s.log.Error("image API: open Postgres pool", logging.KeyErr, err)
-			return
-		}
-		a.pool, a.store = pool, images.NewStore(pool)
-	})
+func (a *imageAPI) db(c *gin.Context) (ImageJobs, bool) {
 	if a.store == nil {
 		c.Header("Retry-After", "60")
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, errorBody{Error: "images_unavailable"})
@@ -272,13 +266,4 @@ func (a *imageAPI) refuse(c *gin.Context, err error) {
 		a.s.log.Info("webhook refused", "reason", err.Error())
 	}
 	c.JSON(http.StatusUnauthorized, errBody("invalid_signature", nil))
-}
-
-// Close releases the image API's Postgres pool, if it was opened.
-func (s *Server) Close() {
-	a := s.imgs
-	a.once.Do(func() {}) // a pool opened after this would leak
-	if a.pool != nil {
-		a.pool.Close()
-	}
 }

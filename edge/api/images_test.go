@@ -62,12 +62,17 @@ func newImageEnv(t *testing.T, overrides map[string]string) *imageEnv {
 	if err != nil {
 		t.Fatalf("load config: %v", err)
 	}
-	s := New(Options{Config: cfg})
+	// The node fills in the image jobs when it has Postgres, as here.
+	pool := pgtest.Pool(t, dbURL)
+	var jobs ImageJobs
+	if cfg.DatabaseURL != "" {
+		jobs = images.NewStore(pool)
+	}
+	s := New(Options{Config: cfg, Images: jobs})
 	e := s.engine()
 	s.imageRoutes(e.Group("/admin", s.requireAdmin))
 	e.POST("/v1/webhooks/replicate", s.replicateWebhook)
-	t.Cleanup(s.Close)
-	return &imageEnv{t: t, s: s, h: e, pool: pgtest.Pool(t, dbURL), url: dbURL, fake: fake}
+	return &imageEnv{t: t, s: s, h: e, pool: pool, url: dbURL, fake: fake}
 }
 
 func (e *imageEnv) do(method, path, contentType string, body []byte, header ...string) *httptest.ResponseRecorder {

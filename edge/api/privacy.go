@@ -378,17 +378,11 @@ func (s *Server) adminLinks(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusConflict, errBody("public_url_not_configured", nil))
 		return
 	}
-	now := s.now().UTC()
-	h := s.hash.Email(req.Email)
-	mint := func(purpose, path string, ttl time.Duration) (string, time.Time) {
-		exp := now.Add(ttl).Truncate(time.Second)
-		tok := s.tokens.Sign(token.Claims{Purpose: purpose, Property: req.Property, EmailHMAC: h, Expires: exp, IssuedAt: now})
-		return s.cfg.PublicURL + path + "?token=" + url.QueryEscape(tok), exp
-	}
+	ls := s.tokens.Links(s.cfg.PublicURL, req.Property, s.hash.Email(req.Email), s.cfg.LinkLifetimes(), s.now())
 	var l Links
-	l.Confirm, l.Expires.Confirm = mint(token.Confirm, "/v1/confirm", s.cfg.ConfirmTTL)
-	l.Unsubscribe, l.Expires.Unsubscribe = mint(token.Unsubscribe, "/v1/unsubscribe", s.cfg.UnsubscribeTTL)
-	l.Erase, l.Expires.Erase = mint(token.Erase, "/v1/erasure", s.cfg.EraseTTL)
+	l.Confirm, l.Expires.Confirm = ls[0].URL, ls[0].Expires
+	l.Unsubscribe, l.Expires.Unsubscribe = ls[1].URL, ls[1].Expires
+	l.Erase, l.Expires.Erase = ls[2].URL, ls[2].Expires
 	c.JSON(http.StatusOK, l)
 }
 

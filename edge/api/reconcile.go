@@ -41,9 +41,10 @@ func (s *Server) outboxSummary(c *gin.Context) {
 	c.JSON(http.StatusOK, sum)
 }
 
-// seqPage is one page of GET /admin/outbox/seqs. Next, when set, is where
-// the following page starts; Rows then covers [From, Next-1].
-type seqPage struct {
+// SeqPage is one page of GET /admin/outbox/seqs. Next, when set, is where
+// the following page starts; Rows then covers [From, Next-1]. The admin
+// client (edge/admin) decodes this same type.
+type SeqPage struct {
 	NodeID string        `json:"node_id"`
 	From   int64         `json:"from"`
 	To     int64         `json:"to"`
@@ -70,7 +71,7 @@ func (s *Server) outboxSeqs(c *gin.Context) {
 		s.internalError(c, "list held seqs", err)
 		return
 	}
-	p := seqPage{NodeID: s.out.NodeID(), From: from, To: to, Rows: rows}
+	p := SeqPage{NodeID: s.out.NodeID(), From: from, To: to, Rows: rows}
 	if int64(len(rows)) == limit {
 		if last := rows[len(rows)-1].Seq; last < to {
 			next := last + 1
@@ -95,8 +96,16 @@ func queryInt(c *gin.Context, name string, def, lo, hi int64, fields map[string]
 	return n
 }
 
-type requeueRequest struct {
+// RequeueRequest is the body of POST /admin/outbox/requeue.
+type RequeueRequest struct {
 	Seqs []int64 `json:"seqs"`
+}
+
+// RequeueResult is its answer: how many seqs were asked for and how many
+// rows were made pending again.
+type RequeueResult struct {
+	Requested int   `json:"requested"`
+	Requeued  int64 `json:"requeued"`
 }
 
 // outboxRequeue marks the named rows pending again so that this edge's
@@ -112,7 +121,7 @@ func (s *Server) outboxRequeue(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, errBody(codeUnsupportedType, nil))
 		return
 	}
-	var req requeueRequest
+	var req RequeueRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		c.AbortWithStatusJSON(http.StatusBadRequest, errBody(intake.CodeInvalidJSON, nil))
 		return
@@ -142,5 +151,5 @@ func (s *Server) outboxRequeue(c *gin.Context) {
 		return
 	}
 	s.log.Info("requeued outbox rows for sync", "requested", len(req.Seqs), "requeued", n)
-	c.JSON(http.StatusOK, gin.H{"requested": len(req.Seqs), "requeued": n})
+	c.JSON(http.StatusOK, RequeueResult{Requested: len(req.Seqs), Requeued: n})
 }

@@ -44,6 +44,9 @@ type Options struct {
 	// Metrics, when set, counts requests and is served on the private
 	// listener at /metrics.
 	Metrics *metrics.Metrics
+	// Images serves the image endpoints; nil answers them 503 (no
+	// Postgres on this edge).
+	Images ImageJobs
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -87,7 +90,7 @@ func New(o Options) *Server {
 		now:     o.Now,
 		redir:   redir,
 	}
-	s.imgs = newImageAPI(s)
+	s.imgs = newImageAPI(s, o.Images)
 	return s
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/benbjohnson/litestream"
+
+	"github.com/mailslot/mailslot/internal/backoff"
 )
 
 // Source is the database being replicated, as the replicator sees it; an
@@ -154,7 +156,7 @@ func (r *Replicator) run() {
 		case <-ctx.Done():
 		}
 	}()
-	backoff := r.opts.SyncInterval
+	delay := backoff.NewDelay(r.opts.SyncInterval, maxFailureBackoff)
 	for {
 		err := r.round(ctx)
 		wait := r.opts.SyncInterval
@@ -163,10 +165,9 @@ func (r *Replicator) run() {
 			return
 		case err != nil:
 			r.fail(err)
-			wait = backoff
-			backoff = min(backoff*2, time.Minute)
+			wait = delay.Failed()
 		default:
-			backoff = r.opts.SyncInterval
+			delay.Reset()
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -322,3 +323,6 @@ func (r *Replicator) lag(ctx context.Context, seq int64) float64 {
 	}
 	return max(0, time.Since(time.UnixMilli(ms.Int64)).Seconds())
 }
+
+// maxFailureBackoff bounds the wait between failed replication rounds.
+const maxFailureBackoff = time.Minute

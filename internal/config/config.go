@@ -16,6 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailslot/mailslot/internal/nodeid"
+	"github.com/mailslot/mailslot/internal/token"
 )
 
 // Modes.
@@ -107,6 +110,11 @@ type Config struct {
 	Images Images
 }
 
+// LinkLifetimes are the configured lifetimes of minted links.
+func (c *Config) LinkLifetimes() token.Lifetimes {
+	return token.Lifetimes{Confirm: c.ConfirmTTL, Unsubscribe: c.UnsubscribeTTL, Erase: c.EraseTTL}
+}
+
 // minUnsubscribeTTL is CASL's floor: an unsubscribe mechanism must stay
 // valid for 60 days after the message was sent.
 const minUnsubscribeTTL = 60 * 24 * time.Hour
@@ -182,6 +190,8 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if c.NodeID == "" {
 		p.fail("MAILSLOT_NODE_ID", "is empty and no hostname is available")
+	} else if err := nodeid.Check(c.NodeID); err != nil {
+		p.fail("MAILSLOT_NODE_ID", err.Error())
 	}
 	for _, o := range c.CORSOrigins {
 		if err := checkOrigin(o); err != nil {
@@ -211,6 +221,13 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if c.SyncParallel < 1 || c.SyncParallel > 8 {
 		p.fail("MAILSLOT_SYNC_PARALLEL", "must be between 1 and 8")
+	}
+	if c.TokenKey != "" {
+		// The edge signs links with it and mailslotctl mints them: refuse a
+		// key neither could use, here, with one message for both.
+		if _, err := token.ParseKeys(c.TokenKey); err != nil {
+			p.fail("MAILSLOT_TOKEN_KEY", "is not valid: "+err.Error())
+		}
 	}
 	if c.Env == Production {
 		var missing []string

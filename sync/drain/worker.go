@@ -93,10 +93,10 @@ func New(opts Options) (*Worker, error) {
 		opts.Interval = 200 * time.Millisecond
 	}
 	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 250 * time.Millisecond
+		opts.MinBackoff = backoff.DefaultMin
 	}
 	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
+		opts.MaxBackoff = backoff.DefaultMax
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -115,13 +115,18 @@ func New(opts Options) (*Worker, error) {
 	}, nil
 }
 
+// Close releases the worker's pool. Run closes it when it returns; a
+// worker that never ran (its node failed to open, or stopped before it
+// started) is closed here. Closing twice is harmless.
+func (w *Worker) Close() { w.pool.Close() }
+
 // Run drains until ctx ends. Each batch in flight when ctx ends is either
 // committed and marked, or left pending for the next start.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.pool.Close()
 	defer w.setState(StateStopped)
 	defer func() { _ = w.settle(ctx) }()
-	delay := w.opts.MinBackoff
+	delay := backoff.NewDelay(w.opts.MinBackoff, w.opts.MaxBackoff)
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
 		if time.Since(schemaChecked) > 5*time.Minute || w.getSchema() < pgschema.Required() {
@@ -131,10 +136,9 @@ func (w *Worker) Run(ctx context.Context) error {
 					w.fail(err)
 					w.setState(StateBackoff) // not "starting" forever when Postgres is down at start
 				}
-				if !backoff.Sleep(ctx, backoff.Jitter(delay)) {
+				if !backoff.Sleep(ctx, delay.Failed()) {
 					break
 				}
-				delay = min(delay*2, w.opts.MaxBackoff)
 				continue
 			}
 			schemaChecked = time.Now()
@@ -150,13 +154,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		case err != nil:
 			w.fail(err)
 			w.setState(StateBackoff)
-			if !backoff.Sleep(ctx, backoff.Jitter(delay)) {
+			if !backoff.Sleep(ctx, delay.Failed()) {
 				return nil
 			}
-			delay = min(delay*2, w.opts.MaxBackoff)
 			schemaChecked = time.Time{}
 		case n < w.opts.BatchSize:
-			delay = w.opts.MinBackoff
+			delay.Reset()
 			w.prune(ctx)
 			if n == 0 {
 				w.setState(StateIdle)
@@ -168,7 +171,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return nil
 			}
 		default:
-			delay = w.opts.MinBackoff
+			delay.Reset()
 		}
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pgpool"
 	"github.com/mailslot/mailslot/outbox"
@@ -84,32 +85,38 @@ func New(opts Options) (*Puller, error) {
 	return &Puller{opts: opts, pool: pool, log: opts.Logger}, nil
 }
 
+// Close releases the puller's pool, for a puller that never ran (Run
+// closes it when it returns). Closing twice is harmless.
+func (p *Puller) Close() { p.pool.Close() }
+
 // Run pulls until ctx ends.
 func (p *Puller) Run(ctx context.Context) error {
 	defer p.pool.Close()
-	wait := p.opts.Interval
+	delay := backoff.NewDelay(failureBackoff, backoff.DefaultMax)
 	for {
 		n, err := p.Pull(ctx)
+		wait := p.opts.Interval
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
 			p.fail(err)
-			wait = min(max(wait*2, time.Second), 30*time.Second)
+			// Jittered, so that a fleet of edges does not come back to a
+			// recovered Postgres in step.
+			wait = delay.Failed()
 		case n == pageSize:
 			continue
 		default:
-			wait = p.opts.Interval
+			delay.Reset()
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
+
+// failureBackoff is the puller's first wait after a failed pull.
+const failureBackoff = time.Second
 
 // Pull retries the tombstones that failed here and are due, then applies
 // one page of new tombstones, and returns how many new ones it took. A

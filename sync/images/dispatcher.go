@@ -172,6 +172,10 @@ func OpenPool(dbURL string, maxConns int32) (*pgxpool.Pool, error) {
 	return pgpool.Open(dbURL, "mailslot-images", maxConns, 30*time.Second)
 }
 
+// Close releases the dispatcher's pool, for a dispatcher that never ran
+// (Run closes it when it returns). Closing twice is harmless.
+func (d *Dispatcher) Close() { d.pool.Close() }
+
 // Run dispatches until ctx ends, then gives back the jobs it holds (their
 // predictions keep running at the provider and are adopted by the next
 // claimer) and returns.
@@ -179,7 +183,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.pool.Close()
 	defer d.setState(StateStopped, "")
 	defer d.jobs.Wait()
-	delay := 250 * time.Millisecond
+	delay := backoff.NewDelay(backoff.DefaultMin, backoff.DefaultMax)
 	schemaChecked := time.Time{}
 	for ctx.Err() == nil {
 		wait := d.opts.Interval
@@ -193,8 +197,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				schemaChecked = time.Now()
 			}
 			if !ok {
-				wait = backoff.Jitter(delay)
-				delay = min(delay*2, 30*time.Second)
+				wait = delay.Failed()
 			}
 		}
 		if !schemaChecked.IsZero() {
@@ -205,11 +208,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			case err != nil:
 				d.trouble(err)
 				d.setState(StateBackoff, "")
-				wait = backoff.Jitter(delay)
-				delay = min(delay*2, 30*time.Second)
+				wait = delay.Failed()
 				schemaChecked = time.Time{}
 			default:
-				delay = 250 * time.Millisecond
+				delay.Reset()
 				if n > 0 {
 					continue // there may be more due jobs and free slots
 				}
