@@ -492,6 +492,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 		default: // consent change or erasure: apply what came before it first
 			flush()
 			queueControl(b, a.NodeID, d.controls[it.index])
+			queueMailControl(b, d.controls[it.index])
 		}
 		seqs = append(seqs, r.Seq)
 		kinds = append(kinds, string(r.Kind))
@@ -571,6 +572,7 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts int)
 		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt,
 		nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
 	queueLeadImages(b, leads, imageAttempts)
+	queueMailJobs(b, leads)
 }
 
 func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
