@@ -129,6 +129,9 @@ func (p *parser) mail(env string) Mail {
 		m.Sender.PostalAddress = firstOf(m.Sender.PostalAddress, devSenderAddress)
 		m.Sender.Contact = firstOf(m.Sender.Contact, devSenderContact)
 	}
+	if pub := strings.TrimSpace(p.getenv("MAILSLOT_PUBLIC_URL")); env == Production && !strings.HasPrefix(pub, "https://") {
+		p.fail("MAILSLOT_PUBLIC_URL", "must be this service's public https URL when mail is sent: every message links to it")
+	}
 	if m.From == "" {
 		p.fail("MAILSLOT_MAIL_FROM", `must be set when mail is sent, as in "Example News <news@example.com>"`)
 	} else if _, err := mail.ParseFrom(m.From); err != nil {

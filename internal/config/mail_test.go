@@ -23,6 +23,7 @@ var fullSender = map[string]string{
 	"MAILSLOT_SENDER_NAME":    "Café Zoë Inc.",
 	"MAILSLOT_SENDER_ADDRESS": `100 Rue Saint-Paul\nMontréal QC H2Y 1Z3`,
 	"MAILSLOT_SENDER_CONTACT": "privacy@example.com",
+	"MAILSLOT_PUBLIC_URL":     "https://edge.example.com",
 }
 
 func with(a, b map[string]string) map[string]string {
@@ -57,6 +58,8 @@ func TestProductionMailNeedsSenderIdentification(t *testing.T) {
 		{"smtp without a from", prodEnv(with(smtp, with(fullSender, map[string]string{"MAILSLOT_MAIL_FROM": ""}))),
 			[]string{"MAILSLOT_MAIL_FROM"}},
 		{"both transports", prodEnv(with(with(smtp, resend), fullSender)), []string{"MAILSLOT_SMTP_URL", "MAILSLOT_RESEND_API_KEY"}},
+		{"smtp without a public url", prodEnv(with(smtp, with(fullSender, map[string]string{"MAILSLOT_PUBLIC_URL": ""}))),
+			[]string{"MAILSLOT_PUBLIC_URL"}},
 		{"bad smtp url", prodEnv(with(map[string]string{"MAILSLOT_SMTP_URL": "http://x"}, fullSender)), []string{"MAILSLOT_SMTP_URL"}},
 		{"bad webhook secret", prodEnv(with(fullSender, map[string]string{"MAILSLOT_RESEND_WEBHOOK_SECRET": "nope"})), []string{"MAILSLOT_RESEND_WEBHOOK_SECRET"}},
 	} {
