@@ -28,6 +28,7 @@ import (
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
+	"github.com/mailslot/mailslot/sync/mailer"
 )
 
 // Node is one edge process.
@@ -43,6 +44,8 @@ type Node struct {
 	// Images dispatches image-description jobs, nil when DATABASE_URL is
 	// unset or MAILSLOT_IMAGE_PROVIDER is off.
 	Images *images.Dispatcher
+	// Mail sends confirmation and welcome mail, nil without a transport.
+	Mail *mailer.Dispatcher
 	// Replica ships the outbox to its Litestream replica, nil when
 	// MAILSLOT_REPLICA_URL is unset.
 	Replica *replica.Replicator
@@ -60,6 +63,7 @@ type nodeStatus struct {
 	Tombstones erasure.Status  `json:"tombstones"`
 	Replica    *replica.Status `json:"replica,omitempty"`
 	Images     *images.Status  `json:"images,omitempty"`
+	Mail       *mailer.Status  `json:"mail,omitempty"`
 }
 
 // Worker is a background loop the node starts after its listeners and
@@ -160,7 +164,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			if err != nil {
 				return nil, err
 			}
-			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}, nil
+			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx)}, nil
 		}
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
@@ -184,6 +188,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		}
 		n.AddWorker(n.Images)
 		n.Metrics.AddSource(imageSamples(n.Images))
+	}
+	if err := n.openMail(cfg, tokens, log); err != nil {
+		_ = out.Close()
+		return nil, err
 	}
 	n.Server = api.New(api.Options{
 		Config:     cfg,
