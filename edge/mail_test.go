@@ -2,9 +2,15 @@ package edge_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,13 +35,13 @@ type mailNode struct {
 	public string
 }
 
-func startMailNode(t *testing.T) *mailNode {
+func startMailNode(t *testing.T, overrides ...map[string]string) *mailNode {
 	t.Helper()
 	dbURL := pgtest.NewURL(t)
 	mp := mailtest.StartMailpit(t, mailtest.Options{})
 	px := mailtest.NewProxy(t, mp.SMTPAddr)
 	addr := edgetest.FreeAddr(t)
-	cfg := edgetest.Config(t, map[string]string{
+	env := map[string]string{
 		"DATABASE_URL":              dbURL,
 		"MAILSLOT_ADDR":             addr,
 		"MAILSLOT_PRIVATE_ADDR":     "127.0.0.1:0",
@@ -49,7 +55,11 @@ func startMailNode(t *testing.T) *mailNode {
 		"MAILSLOT_MAIL_MAX_BACKOFF": "500ms",
 		"MAILSLOT_MAIL_INTERVAL":    "20ms",
 		"MAILSLOT_SYNC_INTERVAL":    "20ms",
-	})
+	}
+	for _, o := range overrides {
+		maps.Copy(env, o)
+	}
+	cfg := edgetest.Config(t, env)
 	n, err := edge.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open node: %v", err)
@@ -250,5 +260,114 @@ func TestSMTPDownSignUpsAcceptedErasureCancels(t *testing.T) {
 	}
 	if s := m.text(`SELECT coalesce(string_agg(coalesce(last_error, ''), ' '), '') FROM mailslot.mail_jobs`); strings.Contains(s, "@example.org") {
 		t.Errorf("mail jobs' errors name an address: %q", s)
+	}
+}
+
+const resendSecret = "whsec_" + "bWFpbHNsb3QtdGVzdC13ZWJob29rLXNlY3JldA==" // base64 of a test key
+
+// signedPost posts body to the Resend webhook, signed with key the way
+// Svix signs (Standard Webhooks), or with a forged signature.
+func (m *mailNode) signedPost(body string, forged bool) (int, string) {
+	m.t.Helper()
+	id, ts := "msg_"+strconv.FormatInt(time.Now().UnixNano(), 36), strconv.FormatInt(time.Now().Unix(), 10)
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(resendSecret, "whsec_"))
+	if forged {
+		key = []byte("not the secret")
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "." + body))
+	req, _ := http.NewRequest(http.MethodPost, m.public+"/v1/webhooks/resend", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Webhook-Id", id)
+	req.Header.Set("Webhook-Timestamp", ts)
+	req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func resendEvent(typ, emailID, to, bounceType string) string {
+	ev := map[string]any{"type": typ, "created_at": time.Now().UTC().Format(time.RFC3339Nano),
+		"data": map[string]any{"email_id": emailID, "to": []string{to}, "subject": "x"}}
+	if bounceType != "" {
+		ev["data"].(map[string]any)["bounce"] = map[string]any{"type": bounceType, "subType": "General", "message": "no such mailbox"}
+	}
+	b, _ := json.Marshal(ev)
+	return string(b)
+}
+
+// TestResendBounceAndComplaintWithdraw: a node sending through Resend (the
+// fake) receives signed bounce and complaint webhooks; a hard bounce or a
+// complaint withdraws the address and suppresses it like an unsubscribe,
+// a transient bounce changes nothing, and forged deliveries are refused.
+func TestResendBounceAndComplaintWithdraw(t *testing.T) {
+	fake := mailtest.NewFakeResend(t)
+	m := startMailNode(t, map[string]string{
+		"MAILSLOT_SMTP_URL":              "",
+		"MAILSLOT_RESEND_API_KEY":        mailtest.FakeResendKey,
+		"MAILSLOT_RESEND_URL":            fake.URL,
+		"MAILSLOT_RESEND_WEBHOOK_SECRET": resendSecret,
+	})
+	for _, e := range []string{"hard@example.org", "soft@example.org", "spam@example.org", "forged@example.org"} {
+		m.signUp(e, "")
+	}
+	m.waitFor("four messages at Resend", func() bool { return len(fake.Sent()) == 4 })
+	m.synced()
+	emailID := func(email string) string {
+		return m.text(`SELECT j.provider_id FROM mailslot.mail_jobs j JOIN mailslot.leads l ON l.id = j.lead_id WHERE l.email = $1`, email)
+	}
+	status := func(email string) string {
+		return m.text(`SELECT consent_status FROM mailslot.leads WHERE email = $1`, email)
+	}
+	cases := []struct {
+		email, event, bounceType string
+		forged                   bool
+		code                     int
+		want                     string // consent_status afterwards
+	}{
+		{"forged@example.org", "email.bounced", "Permanent", true, http.StatusUnauthorized, "pending"},
+		{"soft@example.org", "email.bounced", "Transient", false, http.StatusOK, "pending"},
+		{"hard@example.org", "email.bounced", "Permanent", false, http.StatusOK, "withdrawn"},
+		{"spam@example.org", "email.complained", "", false, http.StatusOK, "withdrawn"},
+	}
+	for _, c := range cases {
+		code, body := m.signedPost(resendEvent(c.event, emailID(c.email), c.email, c.bounceType), c.forged)
+		if code != c.code {
+			t.Errorf("%s %s (forged %v): %d %s, want %d", c.email, c.event, c.forged, code, body, c.code)
+		}
+	}
+	if code, _ := m.signedPost(resendEvent("email.bounced", "re_unknown", "x@example.org", "Permanent"), false); code != http.StatusOK {
+		t.Errorf("bounce for an unknown email: %d, want 200 (acknowledged, nothing to do)", code)
+	}
+	m.synced()
+	for _, c := range cases {
+		if got := status(c.email); got != c.want {
+			t.Errorf("%s after %s: %s, want %s", c.email, c.event, got, c.want)
+		}
+		suppressed := m.text(`SELECT count(*)::text FROM mailslot.suppressions s JOIN mailslot.leads l ON l.email_hmac = s.email_hmac WHERE l.email = $1`, c.email)
+		if (c.want == "withdrawn") != (suppressed == "1") {
+			t.Errorf("%s: %s suppressions", c.email, suppressed)
+		}
+	}
+	st, err := m.n.Mail.Status(context.Background())
+	if err != nil || st.Bounced != 1 || st.Complained != 1 {
+		t.Errorf("mail status = %+v, %v; want one bounce and one complaint", st, err)
+	}
+	if got := m.text(`SELECT string_agg(source, ',' ORDER BY source) FROM mailslot.consent_records WHERE status = 'withdrawn'`); got != "complaint,hard_bounce" {
+		t.Errorf("withdrawal consent records' sources = %q", got)
+	}
+	// Without the signature headers the body is not even read.
+	req, _ := http.NewRequest(http.MethodPost, m.public+"/v1/webhooks/resend", strings.NewReader("{}"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("unsigned webhook: %d, want 401", resp.StatusCode)
 	}
 }
