@@ -59,8 +59,6 @@ const (
 	StateBackoff      = "backoff"
 	StateSchemaBehind = "schema_behind"
 	StateStopped      = "stopped"
-	// StateDisabled is a Status from an edge that runs no dispatcher.
-	StateDisabled = "disabled"
 )
 
 // Options configures a Dispatcher.
@@ -99,7 +97,6 @@ type Dispatcher struct {
 	pool  *pgxpool.Pool
 	store *Store
 	log   *slog.Logger
-	wake  chan struct{}
 	tpl   templateCache
 
 	sent, failedSends atomic.Int64
@@ -174,18 +171,9 @@ func New(opts Options) (*Dispatcher, error) {
 		pool:  pool,
 		store: NewStore(pool),
 		log:   opts.Logger,
-		wake:  make(chan struct{}, 1),
 		tpl:   templateCache{m: map[string]cachedTemplates{}},
 		state: StateStarting,
 	}, nil
-}
-
-// Wake makes an idle dispatcher look for due jobs now.
-func (d *Dispatcher) Wake() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Run sends until ctx ends. A message being sent when ctx ends is finished
@@ -241,7 +229,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-d.wake:
 		case <-time.After(wait):
 		}
 	}
