@@ -32,9 +32,12 @@ build: ## build mailslot and mailslotctl into ./bin (CGO_ENABLED=0)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/mailslot ./cmd/mailslotctl
 
 .PHONY: run dev
-run: build db-start migrate ## run the edge on :8080 (outbox in ./data) syncing into local Postgres 18, and the example site on :8081
-	@echo "edge on http://127.0.0.1:8080, example site on http://127.0.0.1:8081, Postgres: make db-studio"
-	@$(BIN)/mailslot site & site=$$!; trap 'kill $$site 2>/dev/null' EXIT; \
+run: build db-start migrate ## run the edge on :8080 (outbox in ./data) syncing into local Postgres 18, the example site on :8081, Mailpit on :8025
+	@echo "edge on http://127.0.0.1:8080, example site on http://127.0.0.1:8081, mail in Mailpit at http://127.0.0.1:8025, Postgres: make db-studio"
+	@$(BIN)/mailslot site & site=$$!; \
+	  "$$($(GO) tool -n mailpit)" --smtp 127.0.0.1:1025 --listen 127.0.0.1:8025 --smtp-auth-accept-any --smtp-auth-allow-insecure --quiet & mailpit=$$!; \
+	  trap 'kill $$site $$mailpit 2>/dev/null' EXIT; \
+	  MAILSLOT_SMTP_URL=$${MAILSLOT_SMTP_URL:-smtp://127.0.0.1:1025?starttls=off} \
 	  MAILSLOT_CORS_ORIGINS=$${MAILSLOT_CORS_ORIGINS:-http://127.0.0.1:8081,http://localhost:8081} \
 	  MAILSLOT_REDIRECT_HOSTS=$${MAILSLOT_REDIRECT_HOSTS:-127.0.0.1:8081,localhost:8081} \
 	  MAILSLOT_THANKS_URL=$${MAILSLOT_THANKS_URL:-http://127.0.0.1:8081/thanks.html} \

@@ -29,6 +29,7 @@ import (
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
+	"github.com/mailslot/mailslot/sync/mailer"
 )
 
 // Node is one edge process.
@@ -46,6 +47,8 @@ type Node struct {
 	// Images dispatches image-description jobs, nil when DATABASE_URL is
 	// unset or MAILSLOT_IMAGE_PROVIDER is off.
 	Images *images.Dispatcher
+	// Mail sends confirmation and welcome mail, nil without a transport.
+	Mail *mailer.Dispatcher
 	// Replica ships the outbox to its Litestream replica, nil when
 	// MAILSLOT_REPLICA_URL is unset.
 	Replica *replica.Replicator
@@ -146,6 +149,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		n.onRelease(func() error { n.Images.Close(); return nil })
 		n.AddWorker(n.Images)
 		n.Metrics.AddSource(imageSamples(n.Images))
+	}
+	if err := n.openMail(cfg, tokens, log); err != nil {
+		_ = out.Close()
+		return nil, err
 	}
 	n.Server = api.New(api.Options{
 		Config:     cfg,
@@ -337,7 +344,7 @@ func (n *Node) flushReplica(ctx context.Context) error {
 // SyncStatus is what GET /v1/sync/status answers, for every kind of node:
 // the one place that status is put together.
 func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
-	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}
+	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx)}
 	if n.Sync == nil {
 		ob, err := n.Outbox.Stats(ctx)
 		if err != nil {

@@ -25,6 +25,10 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON mailslot.image_predictions TO mailslot_edge;
         GRANT SELECT, INSERT ON mailslot.image_spend TO mailslot_edge;
         GRANT SELECT, INSERT, UPDATE ON mailslot.image_quota TO mailslot_edge;
+        -- Mail: the sync queues jobs, any edge's dispatcher claims and
+        -- finishes them, the ESP webhook records feedback (sync/mailer).
+        GRANT SELECT, INSERT, UPDATE ON mailslot.mail_jobs TO mailslot_edge;
+        GRANT SELECT ON mailslot.properties TO mailslot_edge;
     END IF;
 END
 $$;

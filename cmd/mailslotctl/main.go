@@ -31,6 +31,8 @@ commands:
   erasures  erasures still inside the replica history window
   purge-events  delete telemetry older than a retention period (logged)
   images    image-description jobs: list, status, submit, retry, cancel
+  mail      confirmation and welcome mail jobs: list, status, retry, cancel
+  properties  per-property mail settings and templates: set, show, list
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -89,6 +91,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runStatus(ctx, e, args[1:])
 	case "images":
 		return runImages(ctx, e, args[1:])
+	case "mail":
+		return runMail(ctx, e, args[1:])
+	case "properties":
+		return runProperties(ctx, e, args[1:])
 	case "reconcile":
 		return runReconcile(ctx, e, args[1:])
 	case "recover":

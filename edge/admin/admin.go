@@ -24,6 +24,7 @@ import (
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
+	"github.com/mailslot/mailslot/sync/mailer"
 )
 
 // StateDisabled is the sync state of an edge without DATABASE_URL.
@@ -41,6 +42,7 @@ type SyncStatus struct {
 	Tombstones *erasure.Status `json:"tombstones,omitempty"`
 	Replica    *replica.Status `json:"replica,omitempty"`
 	Images     *images.Status  `json:"images,omitempty"`
+	Mail       *mailer.Status  `json:"mail,omitempty"`
 }
 
 // answerLimit bounds what the client reads of one answer (an access

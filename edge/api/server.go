@@ -125,6 +125,7 @@ func (s *Server) Handler() http.Handler {
 
 	s.privacyRoutes(e)
 	e.POST("/v1/webhooks/replicate", s.replicateWebhook)
+	s.mailRoutes(e)
 	e.GET("/v1/sync/status", s.requireAdmin, s.syncStatus)
 	s.adminRoutes(e.Group("/admin", s.requireAdmin))
 	return e

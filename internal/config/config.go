@@ -108,6 +108,8 @@ type Config struct {
 
 	// Images configures image descriptions (sync/images).
 	Images Images
+	// Mail configures confirmation and welcome mail (sync/mailer).
+	Mail Mail
 }
 
 // LinkLifetimes are the configured lifetimes of minted links.
@@ -248,6 +250,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.Images = p.images(c.Env)
+	c.Mail = p.mail(c.Env)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}

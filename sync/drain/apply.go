@@ -529,6 +529,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 		default: // consent change or erasure: apply what came before it first
 			flush()
 			queueControl(b, a.NodeID, d.controls[it.index])
+			queueMailControl(b, d.controls[it.index])
 		}
 		seqs = append(seqs, r.Seq)
 		kinds = append(kinds, string(r.Kind))
@@ -608,6 +609,7 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts, ima
 		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt,
 		nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
 	queueLeadImages(b, leads, imageAttempts, imageQuota)
+	queueMailJobs(b, leads)
 }
 
 func queueEvents(b *pgx.Batch, nodeID string, events []eventRow) {
