@@ -213,7 +213,7 @@ func (f *fixture) state() string {
 // leadState is one lead's merged columns, as text.
 func (f *fixture) leadState(email string) string {
 	f.t.Helper()
-	return f.text(`SELECT (to_jsonb(l) - 'id' - 'email' - 'email_hmac')::text FROM mailslot.leads l
+	return f.text(`SELECT (to_jsonb(l) - 'id' - 'public_id' - 'email' - 'email_hmac')::text FROM mailslot.leads l
 		WHERE property = $1 AND email_hmac = $2`, testProperty, hasher.Email(email))
 }
 
