@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
@@ -28,6 +29,7 @@ import (
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // Node is one edge process.
@@ -46,6 +48,9 @@ type Node struct {
 	// Replica ships the outbox to its Litestream replica, nil when
 	// MAILSLOT_REPLICA_URL is unset.
 	Replica *replica.Replicator
+	// Webhooks delivers outbound webhooks, nil when DATABASE_URL is unset.
+	Webhooks  *webhook.Deliverer
+	webhookDB *pgxpool.Pool
 
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
@@ -60,6 +65,7 @@ type nodeStatus struct {
 	Tombstones erasure.Status  `json:"tombstones"`
 	Replica    *replica.Status `json:"replica,omitempty"`
 	Images     *images.Status  `json:"images,omitempty"`
+	Webhooks   *WebhookStatus  `json:"webhooks,omitempty"`
 }
 
 // Worker is a background loop the node starts after its listeners and
@@ -133,6 +139,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			ImageAttempts:   cfg.Images.MaxAttempts,
 			ImageDailyQuota: cfg.Images.DailyQuota,
 			Logger:          log.With("worker", "sync"),
+			OnCommit:        n.wakeWebhooks,
 		})
 		if err != nil {
 			_ = out.Close()
@@ -152,6 +159,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		}
 		n.AddWorker(puller)
 		n.Metrics.AddSource(syncSamples(w, puller))
+		if err := n.openWebhooks(cfg, log); err != nil {
+			_ = out.Close()
+			return nil, err
+		}
 		status = func(ctx context.Context) (any, error) {
 			ds, err := w.Status(ctx)
 			if err != nil {
@@ -161,7 +172,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			if err != nil {
 				return nil, err
 			}
-			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}, nil
+			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx),
+				Webhooks: n.webhookStatus(ctx)}, nil
 		}
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")

@@ -29,6 +29,7 @@ commands:
   erasures  erasures still inside the replica history window
   purge-events  delete telemetry older than a retention period (logged)
   images    image-description jobs: list, status, submit, retry, cancel
+  webhooks  outbound webhook subscriptions: add, list, remove, rotate, redeliver
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runStatus(ctx, e, args[1:])
 	case "images":
 		return runImages(ctx, e, args[1:])
+	case "webhooks":
+		return runWebhooks(ctx, e, args[1:])
 	case "reconcile":
 		return runReconcile(ctx, e, args[1:])
 	case "recover":

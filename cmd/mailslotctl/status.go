@@ -32,7 +32,8 @@ type nodeStatus struct {
 // fields and, where replication is on, the replica's.
 type edgeView struct {
 	drain.Status
-	Replica *replicaStatus `json:"replica,omitempty"`
+	Replica  *replicaStatus  `json:"replica,omitempty"`
+	Webhooks json.RawMessage `json:"webhooks,omitempty"` // the edge's deliverer and deliveries, as it says them
 }
 
 // replicaStatus is the part of the edge's replica status shown here.
@@ -152,6 +153,9 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		return enc.Encode(nodes)
 	}
 	if err := printStatus(e.stdout, nodes, time.Now()); err != nil {
+		return err
+	}
+	if err := writeWebhookSummary(ctx, e, conn); err != nil {
 		return err
 	}
 	return writeImageSummary(ctx, e, conn)

@@ -105,6 +105,8 @@ type Config struct {
 
 	// Images configures image descriptions (sync/images).
 	Images Images
+	// Webhooks configures outbound webhook delivery (sync/webhook).
+	Webhooks Webhooks
 }
 
 // minUnsubscribeTTL is CASL's floor: an unsubscribe mechanism must stay
@@ -231,6 +233,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.Images = p.images(c.Env)
+	c.Webhooks = p.webhooks(c.Env)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
