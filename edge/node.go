@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/api"
@@ -30,6 +31,7 @@ import (
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/mailer"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // Node is one edge process.
@@ -52,6 +54,9 @@ type Node struct {
 	// Replica ships the outbox to its Litestream replica, nil when
 	// MAILSLOT_REPLICA_URL is unset.
 	Replica *replica.Replicator
+	// Webhooks delivers outbound webhooks, nil when DATABASE_URL is unset.
+	Webhooks  *webhook.Deliverer
+	webhookDB *pgxpool.Pool
 
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
@@ -137,6 +142,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		}
 		n.onRelease(func() error { pool.Close(); return nil })
 		imageJobs = images.NewStore(pool)
+		if err := n.openWebhooks(cfg, log); err != nil {
+			return nil, err
+		}
+		n.onRelease(func() error { n.webhookDB.Close(); return nil })
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
 	}
@@ -191,6 +200,7 @@ func (n *Node) openSync(cfg *config.Config, log *slog.Logger) error {
 		Retention:       cfg.SyncRetention,
 		ImageAttempts:   cfg.Images.MaxAttempts,
 		ImageDailyQuota: cfg.Images.DailyQuota,
+		OnCommit:        n.wakeWebhooks,
 		Logger:          log.With("worker", "sync"),
 	})
 	if err != nil {
@@ -344,7 +354,7 @@ func (n *Node) flushReplica(ctx context.Context) error {
 // SyncStatus is what GET /v1/sync/status answers, for every kind of node:
 // the one place that status is put together.
 func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
-	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx)}
+	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx), Webhooks: n.webhookStatus(ctx)}
 	if n.Sync == nil {
 		ob, err := n.Outbox.Stats(ctx)
 		if err != nil {

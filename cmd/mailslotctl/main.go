@@ -33,6 +33,7 @@ commands:
   images    image-description jobs: list, status, submit, retry, cancel
   mail      confirmation and welcome mail jobs: list, status, retry, cancel
   properties  per-property mail settings and templates: set, show, list
+  webhooks  outbound webhook subscriptions: add, list, remove, rotate, redeliver
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -95,6 +96,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMail(ctx, e, args[1:])
 	case "properties":
 		return runProperties(ctx, e, args[1:])
+	case "webhooks":
+		return runWebhooks(ctx, e, args[1:])
 	case "reconcile":
 		return runReconcile(ctx, e, args[1:])
 	case "recover":

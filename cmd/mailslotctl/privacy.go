@@ -105,7 +105,11 @@ type exportDoc struct {
 	Events         []json.RawMessage `json:"events"`
 	Suppressions   []json.RawMessage `json:"suppressions"`
 	Tombstones     []json.RawMessage `json:"tombstones"`
-	Edges          []edgeExport      `json:"edges"`
+	// Webhooks is what was sent downstream about the person (event types,
+	// receivers, outcomes) and, per erasure, whether lead.erased arrived.
+	Webhooks        []json.RawMessage `json:"webhook_deliveries"`
+	ErasureWebhooks []json.RawMessage `json:"webhook_erasure_deliveries"`
+	Edges           []edgeExport      `json:"edges"`
 }
 
 type edgeExport struct {
@@ -128,6 +132,9 @@ var exportQueries = []struct {
 		   OR lead_submission IN (SELECT submission_id FROM mailslot.consent_records WHERE email_hmac = $1) ORDER BY id`},
 	{"suppressions", `SELECT to_jsonb(s) FROM mailslot.suppressions s WHERE email_hmac = $1`},
 	{"tombstones", `SELECT to_jsonb(t) FROM mailslot.tombstones t WHERE email_hmac = $1 ORDER BY id`},
+	{"webhook_deliveries", webhookDisclosuresSQL},
+	{"webhook_erasure_deliveries", `SELECT to_jsonb(w) FROM mailslot.webhook_erasure_deliveries w
+		WHERE tombstone_id IN (SELECT id FROM mailslot.tombstones WHERE email_hmac = $1) ORDER BY tombstone_id, lead_public_id, subscription_id`},
 }
 
 func runExport(ctx context.Context, e env, args []string) error {
@@ -148,6 +155,7 @@ func runExport(ctx context.Context, e env, args []string) error {
 	dst := map[string]*[]json.RawMessage{
 		"leads": &doc.Leads, "consent_records": &doc.ConsentRecords, "events": &doc.Events,
 		"suppressions": &doc.Suppressions, "tombstones": &doc.Tombstones,
+		"webhook_deliveries": &doc.Webhooks, "webhook_erasure_deliveries": &doc.ErasureWebhooks,
 	}
 	for _, q := range exportQueries {
 		rows, err := conn.Query(ctx, q.sql, hash)

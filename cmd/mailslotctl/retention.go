@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // impliedTTL is how long implied consent lasts under CASL: two years from
@@ -186,6 +188,8 @@ func runErasures(ctx context.Context, e env, args []string) error {
 		ErasedAt    time.Time `json:"erased_at"`
 		RequestedBy string    `json:"requested_by"`
 		GoneBy      time.Time `json:"gone_from_replicas_by"`
+		// Webhooks says, per lead and subscription, whether lead.erased reached the receiver.
+		Webhooks []webhook.ErasureDelivery `json:"webhooks"`
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (erasure, error) {
 		var x erasure
@@ -194,6 +198,13 @@ func runErasures(ctx context.Context, e env, args []string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("read recent erasures: %w", err)
+	}
+	hooks, order := map[int64][]webhook.ErasureDelivery{}, []int64{}
+	for i := range list {
+		if list[i].Webhooks, err = erasureWebhooks(ctx, conn, list[i].ID); err != nil {
+			return err
+		}
+		hooks[list[i].ID], order = list[i].Webhooks, append(order, list[i].ID)
 	}
 	if *asJSON {
 		if list == nil {
@@ -207,5 +218,8 @@ func runErasures(ctx context.Context, e env, args []string) error {
 	for _, x := range list {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", x.ID, x.ErasedAt.Format(time.RFC3339), x.RequestedBy, x.GoneBy.Format(time.RFC3339))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printErasureWebhooks(e.stdout, order, hooks)
 }

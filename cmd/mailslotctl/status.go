@@ -149,6 +149,9 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := printStatus(e.stdout, nodes, time.Now()); err != nil {
 		return err
 	}
+	if err := writeWebhookSummary(ctx, e, conn); err != nil {
+		return err
+	}
 	return writeImageSummary(ctx, e, cfg, conn)
 }
 

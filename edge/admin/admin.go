@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
 	"github.com/mailslot/mailslot/internal/nodeid"
@@ -25,6 +27,7 @@ import (
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/mailer"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // StateDisabled is the sync state of an edge without DATABASE_URL.
@@ -43,6 +46,24 @@ type SyncStatus struct {
 	Replica    *replica.Status `json:"replica,omitempty"`
 	Images     *images.Status  `json:"images,omitempty"`
 	Mail       *mailer.Status  `json:"mail,omitempty"`
+	Webhooks   *WebhookStatus  `json:"webhooks,omitempty"`
+}
+
+// WebhookStatus is the webhooks member of /v1/sync/status: this edge's
+// deliverer, and every subscription's deliveries by state, fleet-wide
+// (they are counted in Postgres).
+type WebhookStatus struct {
+	Deliverer     webhook.Status           `json:"deliverer"`
+	Subscriptions []SubscriptionDeliveries `json:"subscriptions"`
+	Error         string                   `json:"error,omitempty"`
+}
+
+// SubscriptionDeliveries is one subscription's line in WebhookStatus.
+type SubscriptionDeliveries struct {
+	ID       uuid.UUID `json:"id"`
+	Receiver string    `json:"receiver"` // without its query, which may hold a token
+	Disabled bool      `json:"disabled"`
+	webhook.Counts
 }
 
 // answerLimit bounds what the client reads of one answer (an access

@@ -110,6 +110,8 @@ type Config struct {
 	Images Images
 	// Mail configures confirmation and welcome mail (sync/mailer).
 	Mail Mail
+	// Webhooks configures outbound webhook delivery (sync/webhook).
+	Webhooks Webhooks
 }
 
 // LinkLifetimes are the configured lifetimes of minted links.
@@ -251,6 +253,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.Images = p.images(c.Env)
 	c.Mail = p.mail(c.Env)
+	c.Webhooks = p.webhooks(c.Env)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}

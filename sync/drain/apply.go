@@ -608,6 +608,7 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts, ima
 	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
 		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt,
 		nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
+	queueLeadsCreated(b, merged)
 	queueLeadImages(b, leads, imageAttempts, imageQuota)
 	queueMailJobs(b, leads)
 }

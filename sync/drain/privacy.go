@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // Erasure and consent changes, and their ordering against sign-ups.
@@ -259,9 +260,11 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 	switch ch.Action {
 	case mailslot.ActionConfirm:
 		b.Queue(confirmSQL, ch.Property, r.EmailHMAC, r.ReceivedAt, issued)
+		queueConsentEvent(b, webhook.LeadConfirmed, ch.Property, r.EmailHMAC, r.ReceivedAt)
 	case mailslot.ActionUnsubscribe:
 		b.Queue(unsubscribeSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
 		b.Queue(suppressSQL, r.EmailHMAC, ch.Property, "unsubscribed", r.ReceivedAt)
+		queueConsentEvent(b, webhook.LeadUnsubscribed, ch.Property, r.EmailHMAC, r.ReceivedAt)
 	}
 }
 
@@ -289,6 +292,7 @@ func queueErasure(b *pgx.Batch, emailHMAC []byte, at time.Time, by, origin strin
 		node = origin
 	}
 	b.Queue(tombstoneSQL, emailHMAC, at, by, node)
+	queueWebhookErasure(b, emailHMAC)
 	b.Queue(suppressSQL, emailHMAC, "", "erased", at)
 	b.Queue(eraseEventsSQL, emailHMAC, at)
 	b.Queue(eraseEventPropsSQL, emailHMAC, at)
@@ -296,6 +300,7 @@ func queueErasure(b *pgx.Batch, emailHMAC []byte, at time.Time, by, origin strin
 	b.Queue(eraseResetImagesSQL, emailHMAC, at)
 	b.Queue(eraseLeadsSQL, emailHMAC, at)
 	b.Queue(resetLeadsSQL, emailHMAC, at)
+	queueResetLeadsCreated(b, emailHMAC)
 }
 
 // EraseResult counts what an erasure removed from Postgres.
@@ -327,11 +332,11 @@ func Erase(ctx context.Context, db interface {
 	b.Queue(tombstoneOrderSQL)
 	b.Queue(lockSQL, []int64{lockKey(emailHMAC)}, []bool{true})
 	queueErasure(b, emailHMAC, at, by, "")
-	// In queueErasure's order, after the two locks.
-	counts := []*int64{nil, nil, nil, nil, &res.EventsScrubbed, &res.EventPayloadsScrubbed, &res.ConsentScrubbed,
-		&res.ImageJobsDeleted, &res.LeadsDeleted, &res.LeadsReset}
-	for i, qq := range b.QueuedQueries {
-		if dst := counts[i]; dst != nil {
+	counts := map[string]*int64{eraseEventsSQL: &res.EventsScrubbed, eraseEventPropsSQL: &res.EventPayloadsScrubbed,
+		eraseConsentSQL: &res.ConsentScrubbed, eraseResetImagesSQL: &res.ImageJobsDeleted,
+		eraseLeadsSQL: &res.LeadsDeleted, resetLeadsSQL: &res.LeadsReset}
+	for _, qq := range b.QueuedQueries {
+		if dst := counts[qq.SQL]; dst != nil {
 			qq.Exec(func(ct pgconn.CommandTag) error { *dst = ct.RowsAffected(); return nil })
 		}
 	}

@@ -42,6 +42,9 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait after a failed batch.
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
+	// OnCommit, when set, is called after every committed batch (the
+	// node wakes its webhook deliverer); it must not block.
+	OnCommit func()
 }
 
 // States a worker reports.
@@ -414,6 +417,9 @@ func (w *Worker) prune(ctx context.Context) {
 }
 
 func (w *Worker) succeeded(res Applied) {
+	if w.opts.OnCommit != nil && res.Rows > 0 {
+		w.opts.OnCommit()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.reachable = true

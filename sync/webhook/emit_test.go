@@ -156,6 +156,9 @@ func TestEmitRefusesMalformedEvents(t *testing.T) {
 		{"no lead", webhook.Event{Type: webhook.LeadCreated}},
 		{"address without property", webhook.Event{Type: webhook.LeadCreated, EmailHMAC: hmacOf("x")}},
 		{"unknown reason", webhook.Event{Type: webhook.LeadUnsubscribed, PublicID: uuid.New(), Reason: "bored"}},
+		{"every property of no address", webhook.Event{Type: webhook.LeadCreated, EveryProperty: true}},
+		{"every property and a property", webhook.Event{Type: webhook.LeadCreated, EveryProperty: true, Property: "p", EmailHMAC: hmacOf("x")}},
+		{"every property but not created", webhook.Event{Type: webhook.LeadConfirmed, EveryProperty: true, EmailHMAC: hmacOf("x")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,5 +207,33 @@ func TestSubscriptionValidation(t *testing.T) {
 	list, err := webhook.List(ctx, pool)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("List = %v, %v", list, err)
+	}
+}
+
+// TestEmitEveryPropertyOfAnAddress: lead.created by address alone names
+// each of its leads (what an erasure reset), once each.
+func TestEmitEveryPropertyOfAnAddress(t *testing.T) {
+	pool := newPool(t)
+	addSub(t, pool, "http://127.0.0.1:1/all", "", webhook.LeadCreated)
+	a := insertLead(t, pool, "a.example", "ann@example.com")
+	b := insertLead(t, pool, "b.example", "ann@example.com")
+	insertLead(t, pool, "a.example", "bea@example.com")
+	ev := webhook.Event{Type: webhook.LeadCreated, EmailHMAC: a.EmailHMAC, EveryProperty: true}
+	if n := emit(t, pool, ev); n != 2 {
+		t.Fatalf("lead.created for every lead of the address queued %d deliveries, want 2", n)
+	}
+	if n := emit(t, pool, ev); n != 0 {
+		t.Errorf("again: %d deliveries, want 0 (once per lead)", n)
+	}
+	rows, err := pool.Query(context.Background(), `SELECT lead_public_id FROM mailslot.webhook_events ORDER BY property`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != a.PublicID || got[1] != b.PublicID {
+		t.Errorf("events name %v, want %v and %v", got, a.PublicID, b.PublicID)
 	}
 }

@@ -44,7 +44,8 @@ const (
 // batch just wrote.
 //
 // The lead is named by PublicID, or, when that is zero, by Property and
-// EmailHMAC (the sync knows a sign-up by its address, not by an id). An
+// EmailHMAC (the sync knows a sign-up by its address, not by an id), or,
+// for lead.created with EveryProperty, by EmailHMAC alone. An
 // event for a lead that does not exist, or that no enabled subscription
 // wants, writes nothing. lead.erased is not emitted this way: QueueErase
 // writes it.
@@ -56,6 +57,10 @@ type Event struct {
 	PublicID  uuid.UUID
 	Property  string
 	EmailHMAC []byte
+	// EveryProperty names every lead of EmailHMAC, whatever its property
+	// (lead.created only): the leads an erasure reset are new leads to the
+	// receivers, under the new public ids it gave them.
+	EveryProperty bool
 	// Reason is lead.unsubscribed's reason (ReasonWithdrawn when empty).
 	Reason string
 	// At is when the change happened (confirmed_at, unsubscribed_at); zero
@@ -77,7 +82,10 @@ func (e Event) check() error {
 	default:
 		return fmt.Errorf("webhook event: unknown type %q", e.Type)
 	}
-	if e.PublicID == uuid.Nil && (e.Property == "" || len(e.EmailHMAC) == 0) {
+	if e.EveryProperty && (e.Type != LeadCreated || e.PublicID != uuid.Nil || e.Property != "" || len(e.EmailHMAC) == 0) {
+		return errors.New("webhook event: every property is for lead.created named by address hash alone")
+	}
+	if e.PublicID == uuid.Nil && !e.EveryProperty && (e.Property == "" || len(e.EmailHMAC) == 0) {
 		return errors.New("webhook event: name the lead by public id or by property and address hash")
 	}
 	return nil
@@ -88,13 +96,16 @@ func (e Event) check() error {
 // a second one for the same public id writes nothing, so the caller may
 // emit it for every sign-up it merges. Times are rendered as RFC 3339 in
 // UTC by to_char, whatever the session's TimeZone (jsonb's own rendering
-// of a timestamptz follows it).
+// of a timestamptz follows it). An event for every lead of an address
+// (no public id, no property) becomes one event per lead, each with its
+// own id.
 const emitSQL = `
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bytea[], $6::text[], $7::timestamptz[])
         WITH ORDINALITY AS i (id, type, public_id, property, email_hmac, reason, at, ord)
 ), ev AS (
-    SELECT i.id, i.type, i.ord, l.public_id, l.property,
+    SELECT CASE WHEN i.public_id IS NULL AND i.property = '' THEN gen_random_uuid() ELSE i.id END AS id,
+        i.type, i.ord, l.public_id, l.property,
         CASE i.type
         WHEN 'lead.created' THEN jsonb_build_object(
             'id', l.public_id, 'property', l.property, 'email', l.email, 'name', l.name,
@@ -114,6 +125,8 @@ WITH input AS (
         SELECT * FROM mailslot.leads WHERE public_id = i.public_id
         UNION ALL
         SELECT * FROM mailslot.leads WHERE i.public_id IS NULL AND property = i.property AND email_hmac = i.email_hmac
+        UNION ALL
+        SELECT * FROM mailslot.leads WHERE i.public_id IS NULL AND i.property = '' AND email_hmac = i.email_hmac
     ) l ON true
     WHERE EXISTS (
         SELECT 1 FROM mailslot.webhook_subscriptions s

@@ -1,0 +1,58 @@
+package drain
+
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mailslot/mailslot/sync/webhook"
+)
+
+// Webhook events are written in the batch's own transaction, by the
+// statements below, queued right after the statement whose change they
+// describe (sync/webhook reads the payload from the lead's row as that
+// statement left it). With no enabled subscription they store nothing.
+//
+// The events are well formed by construction (decode refuses rows without
+// a property or an address hash), so QueueEmit's only error cannot occur;
+// a malformed one would be skipped, never written half.
+
+// queueLeadsCreated queues lead.created for the leads a batch upserted.
+// sync/webhook writes it once per lead, so every merged sign-up may ask.
+func queueLeadsCreated(b *pgx.Batch, merged []*leadMerge) {
+	evs := make([]webhook.Event, 0, len(merged))
+	for _, m := range merged {
+		if m.property != "" && len(m.emailHMAC) > 0 {
+			evs = append(evs, webhook.Event{Type: webhook.LeadCreated, Property: m.property, EmailHMAC: m.emailHMAC})
+		}
+	}
+	_ = webhook.QueueEmit(b, evs...)
+}
+
+// queueConsentEvent queues lead.confirmed or lead.unsubscribed (withdrawn:
+// the person followed the link) after a consent change, as of when the
+// edge received it. A change for a lead that has not synced yet writes
+// nothing: its lead.created will carry the consent it inherits.
+func queueConsentEvent(b *pgx.Batch, t webhook.Type, property string, emailHMAC []byte, at time.Time) {
+	ev := webhook.Event{Type: t, Property: property, EmailHMAC: emailHMAC, At: at}
+	if t == webhook.LeadUnsubscribed {
+		ev.Reason = webhook.ReasonWithdrawn
+	}
+	_ = webhook.QueueEmit(b, ev)
+}
+
+// queueWebhookErasure queues the webhook side of an erasure: scrub the
+// address's stored events, cancel their undelivered deliveries and queue
+// lead.erased. It must follow the tombstone insert and precede the
+// statements that delete and reset the leads.
+func queueWebhookErasure(b *pgx.Batch, emailHMAC []byte) {
+	webhook.QueueErase(b, emailHMAC, nil)
+}
+
+// queueResetLeadsCreated queues lead.created for the leads an erasure
+// reset (those with sign-ups from after it): to the receivers they are new
+// leads, under the new public id the erasure gave them. Queue it after the
+// reset; by then every lead left of the address is one.
+func queueResetLeadsCreated(b *pgx.Batch, emailHMAC []byte) {
+	_ = webhook.QueueEmit(b, webhook.Event{Type: webhook.LeadCreated, EmailHMAC: emailHMAC, EveryProperty: true})
+}
