@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 )
 
 // The resurrection scenario, end to end with two real edge nodes: edge A is
@@ -170,17 +171,6 @@ func (n *runningNode) exportRows(email string) []string {
 	return kinds
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // pgTraces searches every column of every base table in schema mailslot,
 // discovered at run time: the text of each non-bytea column for each text
 // needle, and each bytea column for each byte needle. It returns
@@ -287,7 +277,7 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 
 	// Edge B knew the address before: a sign-up that synced.
 	b.signUp(victim, "pending", victimIP)
-	waitUntil(t, 30*time.Second, "edge B to sync", func() bool { return b.status().Pending == 0 })
+	testsync.Until(t, 30*time.Second, "edge B to sync", func() bool { return b.status().Pending == 0 })
 
 	// Edge A is offline: it takes a sign-up and events of the address, and
 	// another address's sign-up, and cannot sync them.
@@ -307,7 +297,7 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 		t.Fatalf("erasure at B: %d %s", code, body)
 	}
 	h := hasher.Email(victim)
-	waitUntil(t, 30*time.Second, "the erasure to reach Postgres", func() bool {
+	testsync.Until(t, 30*time.Second, "the erasure to reach Postgres", func() bool {
 		var n int64
 		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM mailslot.tombstones WHERE email_hmac = $1`, h).Scan(&n)
 		return n == 1
@@ -321,11 +311,11 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 	proxy.Up()
 	var tombstone int64
 	_ = pool.QueryRow(context.Background(), `SELECT max(id) FROM mailslot.tombstones`).Scan(&tombstone)
-	waitUntil(t, 60*time.Second, "edge A to sync and pull the tombstone", func() bool {
+	testsync.Until(t, 60*time.Second, "edge A to sync and pull the tombstone", func() bool {
 		st := a.status()
 		return st.Pending == 0 && st.Tombstones.Cursor >= tombstone
 	})
-	waitUntil(t, 30*time.Second, "edge B to pull the tombstone", func() bool { return b.status().Tombstones.Cursor >= tombstone })
+	testsync.Until(t, 30*time.Second, "edge B to pull the tombstone", func() bool { return b.status().Tombstones.Cursor >= tombstone })
 	for _, n := range []*runningNode{a, b} {
 		if st := n.status(); st.Quarantined != 0 {
 			t.Errorf("edge %s quarantined %d rows", n.id, st.Quarantined)
@@ -371,7 +361,7 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 
 	// A genuine express sign-up after the erasure is kept, and is express.
 	a.signUp(victim, "express", "192.0.2.77")
-	waitUntil(t, 30*time.Second, "edge A to sync the new sign-up", func() bool { return a.status().Pending == 0 })
+	testsync.Until(t, 30*time.Second, "edge A to sync the new sign-up", func() bool { return a.status().Pending == 0 })
 	var status string
 	var submissions int
 	if err := pool.QueryRow(context.Background(), `SELECT consent_status, submissions FROM mailslot.leads WHERE email_hmac = $1`, h).Scan(&status, &submissions); err != nil {

@@ -38,6 +38,7 @@ import (
 	"github.com/chromedp/chromedp"
 	_ "modernc.org/sqlite"
 
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/web"
 )
 
@@ -152,7 +153,7 @@ func checkRendersWithoutEdge(t *testing.T, edgeURL string, loads bool) {
 	if loads {
 		// Let the refused script load fail and the load event fire, so its
 		// console entries are in.
-		pollUntil(t, 20*time.Second, "the load event", func() bool {
+		testsync.Until(t, 20*time.Second, "the load event", func() bool {
 			return run(t, ctx, "read readyState", chromedp.Evaluate[string](`document.readyState`)) == "complete"
 		})
 	}
@@ -714,7 +715,7 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 		"MAILSLOT_ERROR_URL="+siteURL+"/error.html",
 		"MAILSLOT_RATE_RPS=0",
 	)
-	logs := &syncBuffer{}
+	logs := &testsync.Buffer{}
 	cmd := exec.Command(edgeBin, "serve")
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -808,7 +809,7 @@ func blackHole(t *testing.T) string {
 var chromium struct {
 	once   sync.Once
 	ctx    context.Context
-	out    syncBuffer
+	out    testsync.Buffer
 	err    error
 	cancel func()
 }
@@ -915,17 +916,6 @@ func currentURL(t *testing.T, ctx context.Context) *url.URL {
 		t.Fatal(err)
 	}
 	return u
-}
-
-func pollUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // consoleLog collects what the page wrote to the console, its uncaught
@@ -1049,22 +1039,4 @@ func waitOutbox(t *testing.T, dataDir, what string, match func(outboxRow) bool) 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a process and the test can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/images/imagestest"
 )
@@ -141,17 +142,6 @@ func (e *env) waitState(id int64, state string, within time.Duration) images.Job
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("job %d is %s after %s (attempts %d, last error %q), want %s", id, j.State, within, j.Attempts, j.LastError, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -341,7 +331,7 @@ func TestHangingRequestsTimeOut(t *testing.T) {
 	}
 	j := e.submit("a.jpg", 10)
 	e.start(e.opts(p))
-	waitFor(t, 10*time.Second, "a hung request ends the attempt", func() bool {
+	testsync.Until(t, 10*time.Second, "a hung request ends the attempt", func() bool {
 		j := e.job(j.ID)
 		return j.Attempts >= 1 && strings.Contains(j.LastError, "no answer within 200ms")
 	})
@@ -449,7 +439,7 @@ func TestDuplicateWebhooks(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM mailslot.image_spend`); n != 2 {
 		t.Errorf("%d spend rows, want 2", n)
 	}
-	waitFor(t, 5*time.Second, "six deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 6 })
+	testsync.Until(t, 5*time.Second, "six deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 6 })
 	for _, code := range e.fake.Stats().WebhookStatuses {
 		if code != http.StatusOK {
 			t.Errorf("a delivery was answered %d", code)
@@ -468,10 +458,10 @@ func TestForgedWebhooksAreRefused(t *testing.T) {
 	o := e.opts(e.replicate(rcv.URL))
 	o.PollInterval = time.Hour
 	e.start(o)
-	waitFor(t, 5*time.Second, "two predictions running", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "two predictions running", func() bool { return e.fake.InFlight() == 2 })
 	ids := e.fake.PredictionIDs()
 	e.fake.Release()
-	waitFor(t, 5*time.Second, "two forged deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 2 })
+	testsync.Until(t, 5*time.Second, "two forged deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 2 })
 	for _, code := range e.fake.Stats().WebhookStatuses {
 		if code != http.StatusUnauthorized {
 			t.Errorf("a forged delivery was answered %d", code)
@@ -522,7 +512,7 @@ func TestBudgetStopsDispatching(t *testing.T) {
 	e.waitState(first.ID, images.StateSucceeded, 10*time.Second)
 	second := e.submit("b.jpg", 3)
 	var st images.Status
-	waitFor(t, 5*time.Second, "the dispatcher reports the budget", func() bool {
+	testsync.Until(t, 5*time.Second, "the dispatcher reports the budget", func() bool {
 		var err error
 		st, err = d.Status(context.Background())
 		return err == nil && st.State == images.StateBudgetExhausted
@@ -590,13 +580,13 @@ func TestErasureMidFlight(t *testing.T) {
 	}
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	d, _ := e.start(e.opts(e.replicate("")))
-	waitFor(t, 5*time.Second, "the provider holds both predictions", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "the provider holds both predictions", func() bool { return e.fake.InFlight() == 2 })
 	if _, err := e.pool.Exec(ctx, `DELETE FROM mailslot.leads WHERE id = $1`, lead); err != nil {
 		t.Fatal(err)
 	}
 	e.fake.Release()
-	waitFor(t, 5*time.Second, "the provider finishes or cancels both", func() bool { return e.fake.InFlight() == 0 })
-	waitFor(t, 5*time.Second, "the dispatcher is idle", func() bool {
+	testsync.Until(t, 5*time.Second, "the provider finishes or cancels both", func() bool { return e.fake.InFlight() == 0 })
+	testsync.Until(t, 5*time.Second, "the dispatcher is idle", func() bool {
 		st, err := d.Status(ctx)
 		return err == nil && st.State == images.StateIdle
 	})
@@ -616,12 +606,12 @@ func TestCancelRunningJob(t *testing.T) {
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 3)
 	e.start(e.opts(e.replicate("")))
-	waitFor(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
 	got, err := e.store.Cancel(context.Background(), j.ID)
 	if err != nil || got.State != images.StateCancelled {
 		t.Fatalf("cancel = %+v, %v", got, err)
 	}
-	waitFor(t, 5*time.Second, "the dispatcher cancels both at the provider", func() bool { return len(e.fake.Stats().Cancels) == 2 })
+	testsync.Until(t, 5*time.Second, "the dispatcher cancels both at the provider", func() bool { return len(e.fake.Stats().Cancels) == 2 })
 	time.Sleep(100 * time.Millisecond)
 	if got := e.job(j.ID); got.State != images.StateCancelled || got.Caption != nil {
 		t.Errorf("job = %s, caption %v", got.State, got.Caption)
@@ -659,7 +649,7 @@ func TestShutdownHandsOverRunningPredictions(t *testing.T) {
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 3)
 	_, stop := e.start(e.opts(e.replicate("")))
-	waitFor(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
 	stop()
 	if got := e.job(j.ID); got.State != images.StateQueued || got.Attempts != 0 {
 		t.Fatalf("after shutdown the job is %s with %d attempts", got.State, got.Attempts)
