@@ -131,9 +131,10 @@ func (n *runningNode) events(submission, ip string) {
 }
 
 type nodeStatus struct {
-	Pending           int64 `json:"pending"`
-	Quarantined       int64 `json:"quarantined"`
-	PostgresReachable bool  `json:"postgres_reachable"`
+	Pending           int64  `json:"pending"`
+	Quarantined       int64  `json:"quarantined"`
+	PostgresReachable bool   `json:"postgres_reachable"`
+	LastError         string `json:"last_error"`
 	Tombstones        struct {
 		Cursor int64 `json:"cursor"`
 	} `json:"tombstones"`
@@ -284,14 +285,17 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 	sub := a.signUp(victim, "express", victimIP)
 	a.events(sub, victimIP)
 	a.signUp(bystander, "express", "203.0.113.50")
-	time.Sleep(300 * time.Millisecond)
+	testsync.Until(t, 30*time.Second, "edge A to fail a sync attempt", func() bool {
+		st := a.status()
+		return st.Pending == 4 && st.LastError != ""
+	})
 	if st := a.status(); st.Pending != 4 || st.PostgresReachable {
 		t.Fatalf("edge A is not holding its rows offline: %+v", st)
 	}
 
 	// The address is erased through edge B's admin API (public listener,
 	// admin token).
-	time.Sleep(10 * time.Millisecond) // the erasure comes strictly after A's rows
+	time.Sleep(10 * time.Millisecond) // time must pass: the erasure comes strictly after A's rows
 	code, body := b.post(b.public+"/admin/erasures", `{"email":"`+strings.ToUpper(victim)+`"}`, "", "Authorization", "Bearer "+edgetest.AdminToken)
 	if code != http.StatusAccepted {
 		t.Fatalf("erasure at B: %d %s", code, body)

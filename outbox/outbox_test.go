@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -275,13 +276,10 @@ func TestFullPastMaxPendingRows(t *testing.T) {
 	if err := out.MarkSynced(context.Background(), seqs[:1], time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for out.Health() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("still refusing 10s after a row synced: %v", out.Health())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsync.UntilState(t, 10*time.Second, "the outbox to take work after a row synced", func() (bool, string) {
+		err := out.Health()
+		return err == nil, fmt.Sprint(err)
+	})
 	mustSubmit(t, out, sub("", "x"))
 }
 
@@ -508,9 +506,7 @@ func TestCloseKeepsAcknowledged(t *testing.T) {
 			}
 		})
 	}
-	for n.Load() < 100 {
-		time.Sleep(time.Millisecond)
-	}
+	testsync.Until(t, 30*time.Second, "100 acknowledged submissions", func() bool { return n.Load() >= 100 })
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}

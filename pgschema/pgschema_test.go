@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
@@ -290,21 +291,18 @@ func TestEdgeRoleCanSyncButNotChangeTheSchema(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); _ = w.Run(wctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := w.Status(ctx)
-		if err != nil {
+	var st drain.Status
+	done, _ := testsync.Within(30*time.Second, func() (bool, string) {
+		var err error
+		if st, err = w.Status(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if st.Pending == 0 && st.Quarantined == 0 {
-			break
-		}
-		if time.Now().After(deadline) || st.Quarantined > 0 {
-			cancel()
-			<-stopped
-			t.Fatalf("sync as mailslot_edge did not finish: %+v", st)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return st.Pending == 0 || st.Quarantined > 0, ""
+	})
+	if !done || st.Quarantined > 0 {
+		cancel()
+		<-stopped
+		t.Fatalf("sync as mailslot_edge did not finish: %+v", st)
 	}
 	cancel()
 	<-stopped

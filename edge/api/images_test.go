@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/images/imagestest"
 )
@@ -231,25 +233,15 @@ func TestReplicateWebhookEndToEnd(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	store := images.NewStore(e.pool)
-	deadline := time.Now().Add(10 * time.Second)
 	var job images.Job
-	for {
+	testsync.UntilState(t, 10*time.Second, "the job to succeed", func() (bool, string) {
 		job, err = store.Get(context.Background(), id)
-		if err == nil && job.State == images.StateSucceeded {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job is %s (%q) after 10s", job.State, job.LastError)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && job.State == images.StateSucceeded, fmt.Sprintf("job is %s (%q)", job.State, job.LastError)
+	})
 	if *job.FaceCount != 2 || job.PredictSeconds != 3 {
 		t.Errorf("faces %d, predict seconds %v", *job.FaceCount, job.PredictSeconds)
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for len(e.fake.Stats().WebhookStatuses) < 4 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsync.Within(5*time.Second, func() (bool, string) { return len(e.fake.Stats().WebhookStatuses) >= 4, "" })
 	if st := e.fake.Stats(); len(st.WebhookStatuses) != 4 || st.Gets != 0 {
 		t.Errorf("deliveries %v, polls %d", st.WebhookStatuses, st.Gets)
 	}

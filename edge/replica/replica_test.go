@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -93,11 +94,8 @@ func heldIDs(t *testing.T, path string) (ids []string, lastSeq int64) {
 func waitReplicated(t *testing.T, r *replica.Replicator, seq int64, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < timeout {
-		if r.Status(context.Background()).ReplicatedSeq >= seq {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if ok, _ := testsync.Within(timeout, func() (bool, string) { return r.Status(context.Background()).ReplicatedSeq >= seq, "" }); ok {
+		return time.Since(start)
 	}
 	t.Fatalf("seq %d not replicated after %v: %+v", seq, timeout, r.Status(context.Background()))
 	return 0
@@ -168,6 +166,8 @@ func TestFlushOnClose(t *testing.T) {
 	r := startReplicator(t, base, out, time.Hour)
 	waitReplicated(t, r, 3, 30*time.Second)
 	later := submit(t, out, 40)
+	// Time passing is the point: with an hour's interval nothing may ship
+	// the new rows before Close, and the lag must grow.
 	time.Sleep(100 * time.Millisecond)
 	st := r.Status(context.Background())
 	if st.ReplicatedSeq != 3 || st.LastSeq != 43 || st.LagSeconds <= 0 {
@@ -232,13 +232,10 @@ func TestUnreachableReplica(t *testing.T) {
 	out := openOutbox(t, t.TempDir())
 	r := startReplicator(t, "file://"+blocked, out, 20*time.Millisecond)
 	submit(t, out, 5)
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Status(context.Background()).State != replica.StateFailing {
-		if time.Now().After(deadline) {
-			t.Fatalf("status never failing: %+v", r.Status(context.Background()))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsync.UntilState(t, 10*time.Second, "the status to say failing", func() (bool, string) {
+		st := r.Status(context.Background())
+		return st.State == replica.StateFailing, fmt.Sprintf("%+v", st)
+	})
 	if st := r.Status(context.Background()); st.LastError == "" || st.ReplicatedSeq != 0 {
 		t.Errorf("status = %+v", st)
 	}

@@ -517,7 +517,10 @@ func TestBudgetStopsDispatching(t *testing.T) {
 		st, err = d.Status(context.Background())
 		return err == nil && st.State == images.StateBudgetExhausted
 	})
-	time.Sleep(300 * time.Millisecond) // many intervals
+	// Time passing is what is tested: over many dispatch intervals the
+	// dispatcher must not start the second job. No signal marks "did
+	// nothing".
+	time.Sleep(300 * time.Millisecond)
 	if got := e.job(second.ID); got.State != images.StateQueued || got.Attempts != 0 {
 		t.Errorf("over budget, the second job is %s after %d attempts", got.State, got.Attempts)
 	}
@@ -612,6 +615,8 @@ func TestCancelRunningJob(t *testing.T) {
 		t.Fatalf("cancel = %+v, %v", got, err)
 	}
 	testsync.Until(t, 5*time.Second, "the dispatcher cancels both at the provider", func() bool { return len(e.fake.Stats().Cancels) == 2 })
+	// What is tested is that nothing happens next: the attempt must not
+	// write a result over the cancellation. Give it time to (wrongly) do so.
 	time.Sleep(100 * time.Millisecond)
 	if got := e.job(j.ID); got.State != images.StateCancelled || got.Caption != nil {
 		t.Errorf("job = %s, caption %v", got.State, got.Caption)
@@ -660,7 +665,7 @@ func TestShutdownHandsOverRunningPredictions(t *testing.T) {
 	o := e.opts(e.replicate(""))
 	o.Owner = "other-node"
 	e.start(o)
-	time.Sleep(200 * time.Millisecond)
+	testsync.Until(t, 5*time.Second, "the other node to take the job", func() bool { return e.job(j.ID).State == images.StateRunning })
 	e.fake.Release()
 	got := e.waitState(j.ID, images.StateSucceeded, 10*time.Second)
 	for k, c := range e.fake.Stats().Creates {
