@@ -23,6 +23,7 @@ import (
 // fake) and describes an image submitted on its private admin API: the
 // configuration, the wiring of the dispatcher and the routes, end to end.
 func TestNodeDispatchesImages(t *testing.T) {
+	t.Parallel()
 	fake := imagestest.New(t)
 	cfg := edgetest.Config(t, map[string]string{
 		"DATABASE_URL":          pgtest.NewURL(t),

@@ -269,6 +269,7 @@ func sqliteStrings(t *testing.T, db *sql.DB, query string, args ...any) []string
 }
 
 func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	proxy := pgtest.NewProxy(t, pgtest.TargetAddr(t, dbURL))

@@ -102,6 +102,7 @@ func catalog(t *testing.T, conn *pgx.Conn) string {
 }
 
 func TestMigrateEmptyDatabaseAppliesEverything(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	conn := connect(t, pgtest.NewEmptyURL(t))
 	res, err := pgschema.Migrate(ctx, conn)
@@ -138,6 +139,7 @@ func TestMigrateEmptyDatabaseAppliesEverything(t *testing.T) {
 }
 
 func TestMigrateTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	conn := connect(t, pgtest.NewEmptyURL(t))
 	if _, err := pgschema.Migrate(ctx, conn); err != nil {
@@ -160,6 +162,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 }
 
 func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
 	// A race shows up only sometimes: try a few empty databases.
 	for round := range 4 {
 		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
@@ -201,6 +204,7 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 func TestVersionWithoutSchema(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		setup string
@@ -225,6 +229,7 @@ func TestVersionWithoutSchema(t *testing.T) {
 }
 
 func TestRequiredIsTheNumberOfMigrationFiles(t *testing.T) {
+	t.Parallel()
 	entries, err := os.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +259,7 @@ func TestRequiredIsTheNumberOfMigrationFiles(t *testing.T) {
 // production edges do, and runs a whole sync through the drain worker;
 // then shows that the role can do nothing else.
 func TestEdgeRoleCanSyncButNotChangeTheSchema(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := pgtest.NewURL(t)
 	owner := connect(t, dbURL)

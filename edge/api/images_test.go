@@ -97,6 +97,7 @@ func pngOf(n int) []byte {
 }
 
 func TestImageSubmitByURL(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
 	if w.Code != http.StatusCreated {
@@ -143,6 +144,7 @@ func TestImageSubmitByURL(t *testing.T) {
 }
 
 func TestImageSubmitNeedsAdminToken(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	req := httptest.NewRequest("POST", "/admin/images", strings.NewReader(`{"url":"https://img.example/a.jpg"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -154,6 +156,7 @@ func TestImageSubmitNeedsAdminToken(t *testing.T) {
 }
 
 func TestImageUploadIsBounded(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	w := e.do("POST", "/admin/images", "image/png", pngOf(2000))
 	if w.Code != http.StatusCreated {
@@ -181,6 +184,7 @@ func TestImageUploadIsBounded(t *testing.T) {
 }
 
 func TestImageGet(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
 	id := int(decode(t, w)["id"].(float64))
@@ -196,6 +200,7 @@ func TestImageGet(t *testing.T) {
 }
 
 func TestImagesWithoutDatabase(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, map[string]string{"DATABASE_URL": ""})
 	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
 	if w.Code != http.StatusServiceUnavailable || decode(t, w)["error"] != "images_unavailable" {
@@ -207,6 +212,7 @@ func TestImagesWithoutDatabase(t *testing.T) {
 // back through this handler only (no polling), with every delivery sent
 // twice: the job succeeds once and is billed once.
 func TestReplicateWebhookEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	e.fake.Set(func(k *imagestest.Knobs) { k.WebhookCopies = 2; k.RunTime = 500 * time.Millisecond })
 	srv := httptest.NewServer(e.h)
@@ -253,6 +259,7 @@ func TestReplicateWebhookEndToEnd(t *testing.T) {
 }
 
 func TestReplicateWebhookRefusals(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	body := []byte(`{"id":"abcdefghijklmnopqrstuvwxyz","status":"succeeded","output":["A cat."],"metrics":{"predict_time":2}}`)
 	post := func(h http.Header, b []byte) *httptest.ResponseRecorder {

@@ -84,6 +84,7 @@ func wantRedirect(t *testing.T, w *httptest.ResponseRecorder, base string, want 
 }
 
 func TestLeadJSONAccepted(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	w := edgetest.PostJSON(e.Public, leads, `{
@@ -147,6 +148,7 @@ func TestLeadJSONAccepted(t *testing.T) {
 }
 
 func TestLeadConsentDefaultsToPending(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	if w := edgetest.PostJSON(e.Public, leads, `{"email":"a@example.com","property":"p"}`); w.Code != http.StatusAccepted {
@@ -161,6 +163,7 @@ func TestLeadConsentDefaultsToPending(t *testing.T) {
 // TestLeadImageURL: a sign-up may bring an image on an allowlisted https
 // host; anything else is a field error and stores nothing.
 func TestLeadImageURL(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_IMAGE_ALLOWED_HOSTS": "cdn.example.com"})
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	for _, tt := range []struct{ url, code string }{
@@ -186,6 +189,7 @@ func TestLeadImageURL(t *testing.T) {
 }
 
 func TestLeadFormAccepted(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	w := edgetest.PostForm(e.Public, leads, url.Values{
@@ -200,6 +204,7 @@ func TestLeadFormAccepted(t *testing.T) {
 }
 
 func TestLeadJSONBadInput(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 201)
 	tests := []struct {
 		name        string
@@ -269,6 +274,7 @@ func (r repeatReader) Read(p []byte) (int, error) {
 }
 
 func TestOversizeChunkedBody(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	t.Run("json lead", func(t *testing.T) {
@@ -302,6 +308,7 @@ func TestOversizeChunkedBody(t *testing.T) {
 // TestLeadFormFailures checks that a form post never gets a JSON body:
 // every failure is a 303 to the error page with the reason in the query.
 func TestLeadFormFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		contentType string
@@ -340,6 +347,7 @@ func TestLeadFormFailures(t *testing.T) {
 }
 
 func TestLeadFormRedirect(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		redirect string
 		want     string
@@ -395,6 +403,7 @@ func TestLeadFormRedirect(t *testing.T) {
 // TestUTMStoredTheSameWay posts the same campaign nested in JSON, flattened
 // in JSON and flattened in a form, and compares what the outbox holds.
 func TestUTMStoredTheSameWay(t *testing.T) {
+	t.Parallel()
 	want := map[string]any{"source": "newsletter", "medium": "email", "campaign": "spring", "term": "t", "content": "c"}
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
@@ -442,6 +451,7 @@ func TestUTMStoredTheSameWay(t *testing.T) {
 }
 
 func TestHoneypot(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	t.Run("json", func(t *testing.T) {
@@ -474,6 +484,7 @@ func TestHoneypot(t *testing.T) {
 }
 
 func TestLeadIdempotency(t *testing.T) {
+	t.Parallel()
 	const body = `{"email":"retry@example.com","property":"p"}`
 	t.Run("json header", func(t *testing.T) {
 		e := edgetest.NewEdge(t, nil)
@@ -573,6 +584,7 @@ func TestLeadIdempotency(t *testing.T) {
 }
 
 func TestEventsAccepted(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 
@@ -623,6 +635,7 @@ func TestEventsAccepted(t *testing.T) {
 }
 
 func TestEventsBatchLimit(t *testing.T) {
+	t.Parallel()
 	batch := func(n int) string {
 		items := make([]string, n)
 		for i := range items {
@@ -645,6 +658,7 @@ func TestEventsBatchLimit(t *testing.T) {
 }
 
 func TestEventsBadInput(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		contentType string
@@ -691,6 +705,7 @@ func TestEventsBadInput(t *testing.T) {
 }
 
 func TestEventsIdempotency(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	const body = `{"events":[{"type":"click","property":"p"},{"type":"page_view","property":"p"}]}`

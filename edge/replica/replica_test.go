@@ -105,6 +105,7 @@ func waitReplicated(t *testing.T, r *replica.Replicator, seq int64, timeout time
 // restores it elsewhere: every row and the sequence's high-water mark come
 // back, and the lag while idle is zero.
 func TestReplicateRestore(t *testing.T) {
+	t.Parallel()
 	base := fileBase(t)
 	out := openOutbox(t, t.TempDir())
 	r := startReplicator(t, base, out, 50*time.Millisecond)
@@ -160,6 +161,7 @@ func TestReplicateRestore(t *testing.T) {
 // TestFlushOnClose: with a sync interval far longer than the test, only the
 // flush in Close can carry the rows written after the first round.
 func TestFlushOnClose(t *testing.T) {
+	t.Parallel()
 	base := fileBase(t)
 	out := openOutbox(t, t.TempDir())
 	first := submit(t, out, 3)
@@ -198,6 +200,7 @@ func TestFlushOnClose(t *testing.T) {
 // TestLag measures how long a committed row takes to reach a file://
 // replica at the default interval of one second.
 func TestLag(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("measures for seconds")
 	}
@@ -225,6 +228,7 @@ func TestLag(t *testing.T) {
 // TestUnreachableReplica: a replica that cannot be written never stops the
 // outbox; the status says why, and Close reports the failed flush.
 func TestUnreachableReplica(t *testing.T) {
+	t.Parallel()
 	blocked := filepath.Join(t.TempDir(), "not-a-dir")
 	if err := os.WriteFile(blocked, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -255,6 +259,7 @@ func TestUnreachableReplica(t *testing.T) {
 //	cd $(go env GOMODCACHE)/github.com/benbjohnson/litestream@v0.5.18 &&
 //	  CGO_ENABLED=0 go build -o /tmp/litestream ./cmd/litestream
 func TestLitestreamCLIRestore(t *testing.T) {
+	t.Parallel()
 	bin := os.Getenv("MAILSLOT_LITESTREAM_BIN")
 	if bin == "" {
 		t.Skip("MAILSLOT_LITESTREAM_BIN is not set")
@@ -279,6 +284,7 @@ func TestLitestreamCLIRestore(t *testing.T) {
 }
 
 func TestRestoreNotFound(t *testing.T) {
+	t.Parallel()
 	base := fileBase(t)
 	ok, err := replica.Exists(context.Background(), base, "nobody")
 	if err != nil || ok {
@@ -295,6 +301,7 @@ func TestRestoreNotFound(t *testing.T) {
 }
 
 func TestNodeURL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		base, node, want, err string
 	}{
@@ -320,6 +327,7 @@ func TestNodeURL(t *testing.T) {
 }
 
 func TestWithEndpoint(t *testing.T) {
+	t.Parallel()
 	got, err := replica.WithEndpoint("s3://bucket/path", "https://fly.storage.tigris.dev", "auto")
 	if err != nil || got != "s3://bucket/path?endpoint=https%3A%2F%2Ffly.storage.tigris.dev&region=auto" {
 		t.Errorf("WithEndpoint = %q, %v", got, err)
@@ -341,6 +349,7 @@ func TestWithEndpoint(t *testing.T) {
 
 // TestRemoveLocalState: the files a lost database leaves beside it go.
 func TestRemoveLocalState(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, outbox.FileName)
 	for _, p := range []string{db + "-wal", db + "-shm", filepath.Join(dir, ".outbox.db-litestream", "ltx", "0", "x")} {

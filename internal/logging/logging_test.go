@@ -25,6 +25,7 @@ func (e emailValuer) LogValue() slog.Value { return slog.StringValue("contact " 
 type lead struct{ Email, Name string }
 
 func TestRedaction(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		log    func(l *slog.Logger)
@@ -146,6 +147,7 @@ func TestRedaction(t *testing.T) {
 }
 
 func TestScrub(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"", ""},
 		{"nothing to hide", "nothing to hide"},
@@ -169,6 +171,7 @@ func TestScrub(t *testing.T) {
 // query tokens, in good and bad requests, up to a full outbox; then looks
 // for each of them in the log.
 func TestServerLogsNoSecrets(t *testing.T) {
+	t.Parallel()
 	const (
 		email      = "leaky.person@example.com"
 		socketIP   = "203.0.113.7"

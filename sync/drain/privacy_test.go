@@ -275,6 +275,7 @@ func (p *pg) snapshot(sql string, args ...any) []string {
 }
 
 func TestUnsubscribeWithdrawsUntilANewExpressOptIn(t *testing.T) {
+	t.Parallel()
 	// The same history, synced after every step and synced all at once:
 	// the outcome must not depend on batching.
 	for _, each := range []bool{true, false} {
@@ -327,6 +328,7 @@ func TestUnsubscribeWithdrawsUntilANewExpressOptIn(t *testing.T) {
 }
 
 func TestUnsubscribeSyncedBeforeItsLeadStillApplies(t *testing.T) {
+	t.Parallel()
 	db := newPG(t)
 	a, b := newPrivEdge(t, "edge-a"), newPrivEdge(t, "edge-b")
 	// Edge A takes an express sign-up and cannot sync yet; edge B takes the
@@ -357,6 +359,7 @@ func TestUnsubscribeSyncedBeforeItsLeadStillApplies(t *testing.T) {
 }
 
 func TestConfirmLinkMakesPendingExpress(t *testing.T) {
+	t.Parallel()
 	t.Run("confirm after the lead synced", func(t *testing.T) {
 		db := newPG(t)
 		e := newPrivEdge(t, "edge-a")
@@ -463,6 +466,7 @@ func equalRows(t *testing.T, what string, before, after []string) {
 }
 
 func TestErasureRowInABatch(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"admin", "self_service"} {
 		t.Run(how, func(t *testing.T) {
 			db := newPG(t)
@@ -503,6 +507,7 @@ func TestErasureRowInABatch(t *testing.T) {
 }
 
 func TestSignUpCapturedBeforeTheErasureIsDropped(t *testing.T) {
+	t.Parallel()
 	// batch 1 puts the sign-up and its events in separate batches, so the
 	// events arrive after the batch that dropped the sign-up committed.
 	for _, batch := range []int{500, 1} {
@@ -549,6 +554,7 @@ func TestSignUpCapturedBeforeTheErasureIsDropped(t *testing.T) {
 }
 
 func TestDrainEraseMatchesASyncedErasure(t *testing.T) {
+	t.Parallel()
 	db := newPG(t)
 	e := newPrivEdge(t, "edge-a")
 	sub := fullProfile(e, alice, "Alice Liddell", "198.51.100.7", 0)
@@ -594,6 +600,7 @@ func TestDrainEraseMatchesASyncedErasure(t *testing.T) {
 }
 
 func TestErasureOfALeadWithLaterSignUpsKeepsOnlyThem(t *testing.T) {
+	t.Parallel()
 	// A sign-up from after the erasure time reached Postgres before the
 	// erasure did: the lead stays, reset to what that sign-up says, and
 	// nothing from before the erasure points at it any more.
@@ -624,6 +631,7 @@ func TestErasureOfALeadWithLaterSignUpsKeepsOnlyThem(t *testing.T) {
 }
 
 func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
+	t.Parallel()
 	// Edges pull tombstones by id. If a tombstone with a lower id could
 	// commit after one with a higher id, an edge that pulled in between
 	// would move its cursor past it and never scrub that address.
@@ -690,6 +698,7 @@ func payloadsOf(t *testing.T, e *privEdge, kind mailslot.Kind) []string {
 }
 
 func TestEdgeScrubsItsOwnOutboxAtOnce(t *testing.T) {
+	t.Parallel()
 	// The edge that takes an erasure scrubs its outbox in the same
 	// transaction, before anything syncs.
 	e := newPrivEdge(t, "edge-a")

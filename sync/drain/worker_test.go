@@ -236,6 +236,7 @@ func checkExact(t *testing.T, pool *pgxpool.Pool, distinct int, edges ...*edgeNo
 // lets it recover, then takes Postgres away again mid-life. The edge must
 // accept throughout, say what is wrong, and end with every row once.
 func TestPostgresDownThenBack(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	proxy := pgtest.NewProxy(t, pgtest.TargetAddr(t, dbURL))
@@ -295,6 +296,7 @@ func TestPostgresDownThenBack(t *testing.T) {
 // and over while a large backlog drains: a batch whose COMMIT reached
 // Postgres but whose answer did not is replayed, and must count once.
 func TestPostgresConnectionsDieMidBatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		viaPx bool
@@ -363,6 +365,7 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 }
 
 func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name           string
 		before, during int // sign-ups before the worker starts, and while behind
@@ -418,6 +421,7 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 }
 
 func TestTwoEdgesSyncConcurrently(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	a, b := newEdge(t, "node-a"), newEdge(t, "node-b")
@@ -470,6 +474,7 @@ func insertRaw(t *testing.T, e *edgeNode, kind mailslot.Kind, payload string, em
 }
 
 func TestPoisonRowIsQuarantined(t *testing.T) {
+	t.Parallel()
 	nulName := func() string {
 		r := leadRecord("poison@example.com", "A\x00B") // encoding/json writes \u0000
 		return string(r.Payload)
@@ -530,6 +535,7 @@ func TestPoisonRowIsQuarantined(t *testing.T) {
 }
 
 func TestRetentionPrunesOnlyOldSyncedRows(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	e := newEdge(t, "node-retention")
@@ -578,6 +584,7 @@ func TestRetentionPrunesOnlyOldSyncedRows(t *testing.T) {
 // next batch: every event must still find its lead, and every row arrive
 // once.
 func TestBatchesInFlightTogetherKeepEveryLink(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	e := newEdge(t, "node-pipelined")

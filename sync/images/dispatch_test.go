@@ -169,6 +169,7 @@ func (e *env) noBiometrics() {
 }
 
 func TestReplicateSuccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	j := e.submit("a.jpg", 3)
 	e.start(e.opts(e.replicate("")))
@@ -194,6 +195,7 @@ func TestReplicateSuccess(t *testing.T) {
 }
 
 func TestUploadSuccessReleasesImage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 200)...)
 	j, err := e.store.Submit(context.Background(), images.Submission{Image: png, SubmittedBy: "test"}, limits)
@@ -215,6 +217,7 @@ func TestUploadSuccessReleasesImage(t *testing.T) {
 }
 
 func TestHuggingFaceSuccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	j := e.submit("hf.jpg", 3)
 	e.start(e.opts(e.huggingface()))
@@ -233,6 +236,7 @@ func TestHuggingFaceSuccess(t *testing.T) {
 }
 
 func TestServerErrorsAreRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Fail5xx = 2 })
 	j := e.submit("a.jpg", 5)
@@ -250,6 +254,7 @@ func TestServerErrorsAreRetried(t *testing.T) {
 }
 
 func TestDeadAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Fail5xx = 1000 })
 	j := e.submit("a.jpg", 3)
@@ -268,6 +273,7 @@ func TestDeadAfterMaxAttempts(t *testing.T) {
 }
 
 func TestModelPredictionFailureIsRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.FailPredictions = true })
 	j := e.submit("a.jpg", 2)
@@ -283,6 +289,7 @@ func TestModelPredictionFailureIsRetried(t *testing.T) {
 }
 
 func TestPermanentErrorIsDeadAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p, err := images.NewReplicate(images.ReplicateOptions{
 		BaseURL: e.fake.URL, Token: imagestest.Token, RequestTimeout: time.Second,
@@ -300,6 +307,7 @@ func TestPermanentErrorIsDeadAtOnce(t *testing.T) {
 }
 
 func TestAttemptTimeoutCancelsPredictions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 2)
@@ -320,6 +328,7 @@ func TestAttemptTimeoutCancelsPredictions(t *testing.T) {
 }
 
 func TestHangingRequestsTimeOut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hang = true })
 	p, err := images.NewReplicate(images.ReplicateOptions{
@@ -343,6 +352,7 @@ func TestHangingRequestsTimeOut(t *testing.T) {
 }
 
 func TestSlowColdStart(t *testing.T) {
+	t.Parallel()
 	t.Run("replicate", func(t *testing.T) {
 		e := newEnv(t)
 		e.fake.Set(func(k *imagestest.Knobs) { k.ColdStart = 1500 * time.Millisecond })
@@ -423,6 +433,7 @@ func (e *env) receiver(secret string) *httptest.Server {
 }
 
 func TestDuplicateWebhooks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Long enough that the dispatcher has recorded the predictions when
 	// the webhooks come (a faster one is left to the safety-net poll).
@@ -451,6 +462,7 @@ func TestDuplicateWebhooks(t *testing.T) {
 }
 
 func TestForgedWebhooksAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.ForgeWebhooks = true; k.Hold = true })
 	rcv := e.receiver(e.fake.WebhookSecret)
@@ -502,6 +514,7 @@ func TestForgedWebhooksAreRefused(t *testing.T) {
 }
 
 func TestBudgetStopsDispatching(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	first := e.submit("a.jpg", 3)
 	o := e.opts(e.replicate(""))
@@ -534,6 +547,7 @@ func TestBudgetStopsDispatching(t *testing.T) {
 }
 
 func TestTwoDispatchersNeverRunAJobTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.RunTime = 80 * time.Millisecond })
 	const n = 16
@@ -569,6 +583,7 @@ func TestTwoDispatchersNeverRunAJobTwice(t *testing.T) {
 }
 
 func TestErasureMidFlight(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	var lead int64
@@ -605,6 +620,7 @@ func TestErasureMidFlight(t *testing.T) {
 }
 
 func TestCancelRunningJob(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 3)
@@ -627,6 +643,7 @@ func TestCancelRunningJob(t *testing.T) {
 }
 
 func TestRetryDeadJob(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Fail5xx = 2 })
 	j := e.submit("a.jpg", 1)
@@ -650,6 +667,7 @@ func TestRetryDeadJob(t *testing.T) {
 // gives the job back without counting the attempt, and the next one
 // adopts the predictions still running instead of paying for new ones.
 func TestShutdownHandsOverRunningPredictions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 3)
@@ -681,6 +699,7 @@ func TestShutdownHandsOverRunningPredictions(t *testing.T) {
 // TestAbandonedLeaseIsReaped: a dispatcher that died mid-attempt leaves a
 // running job whose lease runs out; the next dispatcher retries it.
 func TestAbandonedLeaseIsReaped(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	j := e.submit("a.jpg", 3)
 	if _, err := e.pool.Exec(context.Background(), `
@@ -696,6 +715,7 @@ func TestAbandonedLeaseIsReaped(t *testing.T) {
 }
 
 func TestStatusCounts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.submit("a.jpg", 3)
