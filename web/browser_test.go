@@ -737,8 +737,7 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 			t.Logf("edge log:\n%s", logs)
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testsync.UntilState(t, 60*time.Second, "the edge to be ready", func() (bool, string) {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -746,17 +745,12 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 		default:
 		}
 		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, logs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the edge was not ready within 60s (last: %v)\n%s", err, logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d\n%s", resp.StatusCode, logs)
+	})
 }
 
 // freeAddr returns a loopback address that nothing listens on (the port was
@@ -1018,25 +1012,22 @@ func readOutbox(t *testing.T, dataDir string) []outboxRow {
 // returns the matching rows.
 func waitOutbox(t *testing.T, dataDir, what string, match func(outboxRow) bool) []outboxRow {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		all := readOutbox(t, dataDir)
-		var found []outboxRow
+	var all, found []outboxRow
+	if ok, _ := testsync.Within(30*time.Second, func() (bool, string) {
+		all, found = readOutbox(t, dataDir), nil
 		for _, r := range all {
 			if match(r) {
 				found = append(found, r)
 			}
 		}
-		if len(found) > 0 {
-			return found
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, r := range all {
-				fmt.Fprintf(&b, "  %d %s %s\n", r.Seq, r.Kind, r.Raw)
-			}
-			t.Fatalf("%s did not reach the outbox within 30s; it holds:\n%s", what, b.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(found) > 0, ""
+	}); ok {
+		return found
 	}
+	var b strings.Builder
+	for _, r := range all {
+		fmt.Fprintf(&b, "  %d %s %s\n", r.Seq, r.Kind, r.Raw)
+	}
+	t.Fatalf("%s did not reach the outbox within 30s; it holds:\n%s", what, b.String())
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
@@ -189,15 +190,11 @@ func (e *privEdge) sync(dbURL string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for e.Outbox.PendingCount() > 0 {
-		if time.Now().After(deadline) {
-			st, _ := w.Status(context.Background())
-			cancel()
-			<-done
-			e.t.Fatalf("%s did not drain in 30s: %+v", e.id, st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if ok, _ := testsync.Within(30*time.Second, func() (bool, string) { return e.Outbox.PendingCount() == 0, "" }); !ok {
+		st, _ := w.Status(context.Background())
+		cancel()
+		<-done
+		e.t.Fatalf("%s did not drain in 30s: %+v", e.id, st)
 	}
 	cancel()
 	if err := <-done; err != nil {

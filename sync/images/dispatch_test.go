@@ -134,17 +134,12 @@ func (e *env) job(id int64) images.Job {
 // waitState waits for a job to reach state and returns it.
 func (e *env) waitState(id int64, state string, within time.Duration) images.Job {
 	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		j := e.job(id)
-		if j.State == state {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d is %s after %s (attempts %d, last error %q), want %s", id, j.State, within, j.Attempts, j.LastError, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var j images.Job
+	testsync.UntilState(e.t, within, fmt.Sprintf("job %d to be %s", id, state), func() (bool, string) {
+		j = e.job(id)
+		return j.State == state, fmt.Sprintf("%s (attempts %d, last error %q)", j.State, j.Attempts, j.LastError)
+	})
+	return j
 }
 
 func (e *env) count(query string, args ...any) int {
