@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/mailslot/mailslot/edge"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/sync/images/imagestest"
 )
 
@@ -21,6 +23,7 @@ import (
 // fake) and describes an image submitted on its private admin API: the
 // configuration, the wiring of the dispatcher and the routes, end to end.
 func TestNodeDispatchesImages(t *testing.T) {
+	t.Parallel()
 	fake := imagestest.New(t)
 	cfg := edgetest.Config(t, map[string]string{
 		"DATABASE_URL":          pgtest.NewURL(t),
@@ -68,12 +71,7 @@ func TestNodeDispatchesImages(t *testing.T) {
 		t.Fatalf("submit: %d %s", resp.StatusCode, b)
 	}
 	// The dispatcher polls for due jobs every 2 s.
-	deadline := time.Now().Add(30 * time.Second)
-	for job.State != "succeeded" {
-		if time.Now().After(deadline) {
-			t.Fatalf("job is %s (%q) after 30s", job.State, job.LastError)
-		}
-		time.Sleep(100 * time.Millisecond)
+	testsync.UntilState(t, 30*time.Second, "the job to succeed", func() (bool, string) {
 		resp, err := http.Get(base + "/admin/images/" + strconv.FormatInt(job.ID, 10))
 		if err != nil {
 			t.Fatal(err)
@@ -83,7 +81,8 @@ func TestNodeDispatchesImages(t *testing.T) {
 		if err := json.Unmarshal(b, &job); err != nil {
 			t.Fatalf("get: %d %s", resp.StatusCode, b)
 		}
-	}
+		return job.State == "succeeded", fmt.Sprintf("job is %s (%q)", job.State, job.LastError)
+	})
 	if job.Caption == nil || *job.Caption == "" || job.FaceCount == nil || *job.FaceCount != 2 {
 		t.Errorf("job = %+v", job)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 )
 
 // The resurrection scenario, end to end with two real edge nodes: edge A is
@@ -130,9 +131,10 @@ func (n *runningNode) events(submission, ip string) {
 }
 
 type nodeStatus struct {
-	Pending           int64 `json:"pending"`
-	Quarantined       int64 `json:"quarantined"`
-	PostgresReachable bool  `json:"postgres_reachable"`
+	Pending           int64  `json:"pending"`
+	Quarantined       int64  `json:"quarantined"`
+	PostgresReachable bool   `json:"postgres_reachable"`
+	LastError         string `json:"last_error"`
 	Tombstones        struct {
 		Cursor int64 `json:"cursor"`
 	} `json:"tombstones"`
@@ -168,17 +170,6 @@ func (n *runningNode) exportRows(email string) []string {
 		kinds = append(kinds, r.Kind)
 	}
 	return kinds
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // pgTraces searches every column of every base table in schema mailslot,
@@ -278,6 +269,7 @@ func sqliteStrings(t *testing.T, db *sql.DB, query string, args ...any) []string
 }
 
 func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	proxy := pgtest.NewProxy(t, pgtest.TargetAddr(t, dbURL))
@@ -287,27 +279,30 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 
 	// Edge B knew the address before: a sign-up that synced.
 	b.signUp(victim, "pending", victimIP)
-	waitUntil(t, 30*time.Second, "edge B to sync", func() bool { return b.status().Pending == 0 })
+	testsync.Until(t, 30*time.Second, "edge B to sync", func() bool { return b.status().Pending == 0 })
 
 	// Edge A is offline: it takes a sign-up and events of the address, and
 	// another address's sign-up, and cannot sync them.
 	sub := a.signUp(victim, "express", victimIP)
 	a.events(sub, victimIP)
 	a.signUp(bystander, "express", "203.0.113.50")
-	time.Sleep(300 * time.Millisecond)
+	testsync.Until(t, 30*time.Second, "edge A to fail a sync attempt", func() bool {
+		st := a.status()
+		return st.Pending == 4 && st.LastError != ""
+	})
 	if st := a.status(); st.Pending != 4 || st.PostgresReachable {
 		t.Fatalf("edge A is not holding its rows offline: %+v", st)
 	}
 
 	// The address is erased through edge B's admin API (public listener,
 	// admin token).
-	time.Sleep(10 * time.Millisecond) // the erasure comes strictly after A's rows
+	time.Sleep(10 * time.Millisecond) // time must pass: the erasure comes strictly after A's rows
 	code, body := b.post(b.public+"/admin/erasures", `{"email":"`+strings.ToUpper(victim)+`"}`, "", "Authorization", "Bearer "+edgetest.AdminToken)
 	if code != http.StatusAccepted {
 		t.Fatalf("erasure at B: %d %s", code, body)
 	}
 	h := hasher.Email(victim)
-	waitUntil(t, 30*time.Second, "the erasure to reach Postgres", func() bool {
+	testsync.Until(t, 30*time.Second, "the erasure to reach Postgres", func() bool {
 		var n int64
 		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM mailslot.tombstones WHERE email_hmac = $1`, h).Scan(&n)
 		return n == 1
@@ -321,11 +316,11 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 	proxy.Up()
 	var tombstone int64
 	_ = pool.QueryRow(context.Background(), `SELECT max(id) FROM mailslot.tombstones`).Scan(&tombstone)
-	waitUntil(t, 60*time.Second, "edge A to sync and pull the tombstone", func() bool {
+	testsync.Until(t, 60*time.Second, "edge A to sync and pull the tombstone", func() bool {
 		st := a.status()
 		return st.Pending == 0 && st.Tombstones.Cursor >= tombstone
 	})
-	waitUntil(t, 30*time.Second, "edge B to pull the tombstone", func() bool { return b.status().Tombstones.Cursor >= tombstone })
+	testsync.Until(t, 30*time.Second, "edge B to pull the tombstone", func() bool { return b.status().Tombstones.Cursor >= tombstone })
 	for _, n := range []*runningNode{a, b} {
 		if st := n.status(); st.Quarantined != 0 {
 			t.Errorf("edge %s quarantined %d rows", n.id, st.Quarantined)
@@ -373,7 +368,7 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 	// recorded, but the erasure's suppression holds until the address
 	// confirms through a link minted after it (sync/drain's consent tests).
 	a.signUp(victim, "express", "192.0.2.77")
-	waitUntil(t, 30*time.Second, "edge A to sync the new sign-up", func() bool { return a.status().Pending == 0 })
+	testsync.Until(t, 30*time.Second, "edge A to sync the new sign-up", func() bool { return a.status().Pending == 0 })
 	var status string
 	var submissions int
 	if err := pool.QueryRow(context.Background(), `SELECT consent_status, submissions FROM mailslot.leads WHERE email_hmac = $1`, h).Scan(&status, &submissions); err != nil {

@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -73,6 +74,7 @@ func count(t *testing.T, out *outbox.Outbox, query string, args ...any) int {
 }
 
 func TestSeqsAreMonotonic(t *testing.T) {
+	t.Parallel()
 	out := open(t, t.TempDir())
 	var last int64
 	for i := range 5 {
@@ -185,6 +187,7 @@ func holdSnapshot(t *testing.T, dir string) {
 // transactions; without it (the control) each is its own, which shows that
 // the count measures transactions.
 func TestGroupCommit(t *testing.T) {
+	t.Parallel()
 	const workers, each = 32, 4
 	for _, group := range []bool{true, false} {
 		t.Run(fmt.Sprintf("group=%v", group), func(t *testing.T) {
@@ -229,6 +232,7 @@ func TestGroupCommit(t *testing.T) {
 }
 
 func TestIdempotency(t *testing.T) {
+	t.Parallel()
 	out := open(t, t.TempDir())
 	first := mustSubmit(t, out, sub("k1", "body"))
 	if first.Replayed {
@@ -257,6 +261,7 @@ func TestIdempotency(t *testing.T) {
 }
 
 func TestFullPastMaxPendingRows(t *testing.T) {
+	t.Parallel()
 	out := open(t, t.TempDir(), func(o *outbox.Options) { o.MaxPendingRows = 3 })
 	var seqs []int64
 	for range 3 {
@@ -275,17 +280,15 @@ func TestFullPastMaxPendingRows(t *testing.T) {
 	if err := out.MarkSynced(context.Background(), seqs[:1], time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for out.Health() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("still refusing 10s after a row synced: %v", out.Health())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsync.UntilState(t, 10*time.Second, "the outbox to take work after a row synced", func() (bool, string) {
+		err := out.Health()
+		return err == nil, fmt.Sprint(err)
+	})
 	mustSubmit(t, out, sub("", "x"))
 }
 
 func TestMarkSyncedQuarantinePrune(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := open(t, dir)
 	ctx := context.Background()
@@ -389,6 +392,7 @@ func TestMarkSyncedQuarantinePrune(t *testing.T) {
 }
 
 func TestRestartContinuesSequence(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := open(t, dir)
 	var last int64
@@ -411,6 +415,7 @@ func TestRestartContinuesSequence(t *testing.T) {
 // next seq is still past them: (node_id, seq) must never name two
 // submissions, and Postgres may already hold the pruned ones.
 func TestSeqsNeverReused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := open(t, dir)
 	ctx := context.Background()
@@ -438,6 +443,7 @@ func TestSeqsNeverReused(t *testing.T) {
 }
 
 func TestOtherNodesFileRefused(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := open(t, dir)
 	mustSubmit(t, out, sub("", "x"))
@@ -460,6 +466,7 @@ func TestOtherNodesFileRefused(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
+	t.Parallel()
 	out := open(t, t.TempDir())
 	mustSubmit(t, out, sub("", "x"))
 	for i := range 2 {
@@ -482,6 +489,7 @@ func TestClose(t *testing.T) {
 // submission that returned without error is in the file afterwards, and
 // the others were refused with ErrClosed.
 func TestCloseKeepsAcknowledged(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := open(t, dir)
 	var (
@@ -508,9 +516,7 @@ func TestCloseKeepsAcknowledged(t *testing.T) {
 			}
 		})
 	}
-	for n.Load() < 100 {
-		time.Sleep(time.Millisecond)
-	}
+	testsync.Until(t, 30*time.Second, "100 acknowledged submissions", func() bool { return n.Load() >= 100 })
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -565,6 +571,7 @@ func (c *enqueued) wait(t *testing.T, what string) {
 // function into one writer transaction: the function's changes are rolled
 // back, the submission's are committed.
 func TestDoFailureRollsBackOnlyItself(t *testing.T) {
+	t.Parallel()
 	out := open(t, t.TempDir())
 	ctx := context.Background()
 	before := mustSubmit(t, out, sub("", "before"))
@@ -646,6 +653,7 @@ func TestDoFailureRollsBackOnlyItself(t *testing.T) {
 // commits them together (unkeyed ones in multi-row INSERTs): every receipt
 // must name exactly its own records, in order.
 func TestBatchedSubmissionsGetTheirOwnSeqs(t *testing.T) {
+	t.Parallel()
 	out := open(t, t.TempDir())
 	const subs = 300
 	type sent struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
@@ -101,6 +102,7 @@ func catalog(t *testing.T, conn *pgx.Conn) string {
 }
 
 func TestMigrateEmptyDatabaseAppliesEverything(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	conn := connect(t, pgtest.NewEmptyURL(t))
 	res, err := pgschema.Migrate(ctx, conn)
@@ -137,6 +139,7 @@ func TestMigrateEmptyDatabaseAppliesEverything(t *testing.T) {
 }
 
 func TestMigrateTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	conn := connect(t, pgtest.NewEmptyURL(t))
 	if _, err := pgschema.Migrate(ctx, conn); err != nil {
@@ -159,6 +162,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 }
 
 func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
 	// A race shows up only sometimes: try a few empty databases.
 	for round := range 4 {
 		t.Run(fmt.Sprint("round", round), func(t *testing.T) {
@@ -200,6 +204,7 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 func TestVersionWithoutSchema(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		setup string
@@ -224,6 +229,7 @@ func TestVersionWithoutSchema(t *testing.T) {
 }
 
 func TestRequiredIsTheNumberOfMigrationFiles(t *testing.T) {
+	t.Parallel()
 	entries, err := os.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +259,7 @@ func TestRequiredIsTheNumberOfMigrationFiles(t *testing.T) {
 // production edges do, and runs a whole sync through the drain worker;
 // then shows that the role can do nothing else.
 func TestEdgeRoleCanSyncButNotChangeTheSchema(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := pgtest.NewURL(t)
 	owner := connect(t, dbURL)
@@ -290,21 +297,18 @@ func TestEdgeRoleCanSyncButNotChangeTheSchema(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); _ = w.Run(wctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := w.Status(ctx)
-		if err != nil {
+	var st drain.Status
+	done, _ := testsync.Within(30*time.Second, func() (bool, string) {
+		var err error
+		if st, err = w.Status(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if st.Pending == 0 && st.Quarantined == 0 {
-			break
-		}
-		if time.Now().After(deadline) || st.Quarantined > 0 {
-			cancel()
-			<-stopped
-			t.Fatalf("sync as mailslot_edge did not finish: %+v", st)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return st.Pending == 0 || st.Quarantined > 0, ""
+	})
+	if !done || st.Quarantined > 0 {
+		cancel()
+		<-stopped
+		t.Fatalf("sync as mailslot_edge did not finish: %+v", st)
 	}
 	cancel()
 	<-stopped

@@ -43,6 +43,7 @@ func indexes(t *testing.T, db *sql.DB) []string {
 // highest rows were pruned: every row and column survives, the indexes are
 // the partial ones only, and seq continues past the pruned rows.
 func TestIDNotUniqueKeepsRowsAndSequence(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db := openDB(t)
 	ms, err := Migrations()
@@ -113,6 +114,7 @@ func TestIDNotUniqueKeepsRowsAndSequence(t *testing.T) {
 // TestMigrateEmpty builds a new file and checks that an empty outbox
 // upgrades too (no sqlite_sequence row to carry).
 func TestMigrateEmpty(t *testing.T) {
+	t.Parallel()
 	db := openDB(t)
 	ms, err := Migrations()
 	if err != nil {

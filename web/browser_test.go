@@ -38,6 +38,7 @@ import (
 	"github.com/chromedp/chromedp"
 	_ "modernc.org/sqlite"
 
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/web"
 )
 
@@ -152,7 +153,7 @@ func checkRendersWithoutEdge(t *testing.T, edgeURL string, loads bool) {
 	if loads {
 		// Let the refused script load fail and the load event fire, so its
 		// console entries are in.
-		pollUntil(t, 20*time.Second, "the load event", func() bool {
+		testsync.Until(t, 20*time.Second, "the load event", func() bool {
 			return run(t, ctx, "read readyState", chromedp.Evaluate[string](`document.readyState`)) == "complete"
 		})
 	}
@@ -714,7 +715,7 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 		"MAILSLOT_ERROR_URL="+siteURL+"/error.html",
 		"MAILSLOT_RATE_RPS=0",
 	)
-	logs := &syncBuffer{}
+	logs := &testsync.Buffer{}
 	cmd := exec.Command(edgeBin, "serve")
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -736,8 +737,7 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 			t.Logf("edge log:\n%s", logs)
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testsync.UntilState(t, 60*time.Second, "the edge to be ready", func() (bool, string) {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -745,17 +745,12 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 		default:
 		}
 		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false, fmt.Sprintf("%v\n%s", err, logs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the edge was not ready within 60s (last: %v)\n%s", err, logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d\n%s", resp.StatusCode, logs)
+	})
 }
 
 // freeAddr returns a loopback address that nothing listens on (the port was
@@ -808,7 +803,7 @@ func blackHole(t *testing.T) string {
 var chromium struct {
 	once   sync.Once
 	ctx    context.Context
-	out    syncBuffer
+	out    testsync.Buffer
 	err    error
 	cancel func()
 }
@@ -917,17 +912,6 @@ func currentURL(t *testing.T, ctx context.Context) *url.URL {
 	return u
 }
 
-func pollUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // consoleLog collects what the page wrote to the console, its uncaught
 // exceptions, and the browser's log entries (including violation reports).
 type consoleLog struct {
@@ -1028,43 +1012,22 @@ func readOutbox(t *testing.T, dataDir string) []outboxRow {
 // returns the matching rows.
 func waitOutbox(t *testing.T, dataDir, what string, match func(outboxRow) bool) []outboxRow {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		all := readOutbox(t, dataDir)
-		var found []outboxRow
+	var all, found []outboxRow
+	if ok, _ := testsync.Within(30*time.Second, func() (bool, string) {
+		all, found = readOutbox(t, dataDir), nil
 		for _, r := range all {
 			if match(r) {
 				found = append(found, r)
 			}
 		}
-		if len(found) > 0 {
-			return found
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, r := range all {
-				fmt.Fprintf(&b, "  %d %s %s\n", r.Seq, r.Kind, r.Raw)
-			}
-			t.Fatalf("%s did not reach the outbox within 30s; it holds:\n%s", what, b.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(found) > 0, ""
+	}); ok {
+		return found
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a process and the test can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	var b strings.Builder
+	for _, r := range all {
+		fmt.Fprintf(&b, "  %d %s %s\n", r.Seq, r.Kind, r.Raw)
+	}
+	t.Fatalf("%s did not reach the outbox within 30s; it holds:\n%s", what, b.String())
+	return nil
 }

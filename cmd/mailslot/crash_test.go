@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mailslot/mailslot/internal/edgetest"
+	"github.com/mailslot/mailslot/internal/testsync"
 )
 
 func TestMain(m *testing.M) {
@@ -106,12 +107,9 @@ func (l *load) post(ctx context.Context, client *http.Client, baseURL, email str
 func (l *load) waitFor(t *testing.T, d time.Duration, n int64) {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < d || l.n.Load() < n {
-		if time.Since(start) > 90*time.Second {
-			t.Fatalf("only %d sign-ups acknowledged in 90s", l.n.Load())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsync.UntilState(t, 90*time.Second, fmt.Sprintf("%s of load and %d sign-ups", d, n), func() (bool, string) {
+		return time.Since(start) >= d && l.n.Load() >= n, fmt.Sprintf("%d sign-ups acknowledged", l.n.Load())
+	})
 }
 
 func (l *load) stop() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 )
 
 // syncStatus is the part of GET /v1/sync/status this test reads.
@@ -172,7 +173,7 @@ func TestKillDuringSync(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("kill %d: pending still %d of %d after 90s (last error %q)\n%s", i, last.Pending, total, last.LastError, p.Logs())
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond) // a tight poll: the kill must land close to this point
 		}
 		if k.afterCommit {
 			lost := proxy.CommitAnswersLost()
@@ -181,7 +182,7 @@ func TestKillDuringSync(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Fatalf("kill %d: no COMMIT went through the proxy", i)
 				}
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // a tight poll, as above: kill right after that COMMIT
 			}
 		}
 		if err := p.Signal(syscall.SIGKILL); err != nil {
@@ -213,16 +214,12 @@ func TestKillDuringSync(t *testing.T) {
 
 	p := edgetest.Start(t, env)
 	var st syncStatus
-	deadline := time.Now().Add(120 * time.Second)
-	for {
+	if ok, _ := testsync.Within(120*time.Second, func() (bool, string) {
 		var err error
-		if st, err = readSyncStatus(t, p); err == nil && st.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained after the last restart: %+v\n%s", st, p.Logs())
-		}
-		time.Sleep(20 * time.Millisecond)
+		st, err = readSyncStatus(t, p)
+		return err == nil && st.Pending == 0, ""
+	}); !ok {
+		t.Fatalf("not drained after the last restart: %+v\n%s", st, p.Logs())
 	}
 	t.Logf("%d of %d kills fell between a Postgres commit and the outbox mark; the last run replayed %d rows", inWindow, len(kills), st.RowsReplayed)
 	if st.RowsReplayed == 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
 )
@@ -107,7 +108,7 @@ func TestStatusCommand(t *testing.T) {
 	for i := range leads {
 		postLead(t, e.URL, fmt.Sprintf("status-%d@example.com", i))
 	}
-	waitFor(t, 60*time.Second, "the edge to sync", func() bool {
+	testsync.Until(t, 60*time.Second, "the edge to sync", func() bool {
 		st, err := e.Sync.Status(context.Background())
 		return err == nil && st.Pending == 0 && st.RowsSynced == leads && st.State == drain.StateIdle
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/mailslot/mailslot/edge"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -217,27 +218,16 @@ func getJSON(t *testing.T, url string, into any) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitSynced waits until the edge has nothing pending.
 func waitSynced(t *testing.T, privateURL string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "sync of "+privateURL, func() bool { return statusOf(t, privateURL).Pending == 0 })
+	testsync.Until(t, 60*time.Second, "sync of "+privateURL, func() bool { return statusOf(t, privateURL).Pending == 0 })
 }
 
 // waitReplicated waits until every committed row is in the replica.
 func waitReplicated(t *testing.T, privateURL string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "replication of "+privateURL, func() bool {
+	testsync.Until(t, 60*time.Second, "replication of "+privateURL, func() bool {
 		st := statusOf(t, privateURL)
 		return st.Replica != nil && st.Replica.ReplicatedSeq == st.Replica.LastSeq && st.Replica.LastSeq > 0
 	})
@@ -434,7 +424,7 @@ func TestRestoreOnStart(t *testing.T) {
 	env := edgeEnv(id, dir, dbURL, replicaURL)
 	env["MAILSLOT_REPLICA_SYNC_INTERVAL"] = "1h"
 	p := edgetest.Start(t, env)
-	waitFor(t, 30*time.Second, "the first replica round", func() bool {
+	testsync.Until(t, 30*time.Second, "the first replica round", func() bool {
 		st := statusOf(t, p.PrivateURL)
 		return st.Replica != nil && st.Replica.State == "replicating"
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/sync/drain"
 )
@@ -99,8 +100,7 @@ func privPost(t *testing.T, url, body string, header ...string) (int, []byte) {
 // privWaitSynced waits until the edge has nothing pending.
 func privWaitSynced(t *testing.T, private string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testsync.Until(t, 30*time.Second, "the edge to sync", func() bool {
 		resp, err := http.Get(private + "/v1/sync/status")
 		if err == nil {
 			var st struct {
@@ -114,14 +114,11 @@ func privWaitSynced(t *testing.T, private string) {
 				t.Fatalf("edge quarantined %d rows", st.Quarantined)
 			}
 			if st.Pending == 0 && st.RowsSynced > 0 {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge did not sync in 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // privFill signs up privEmail (with a linked event) and privOther at the
@@ -247,21 +244,16 @@ func TestExportAndEraseCommands(t *testing.T) {
 
 	// The edge pulls the tombstone and scrubs its outbox; export shows the
 	// address gone everywhere but the tombstone and suppression.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if ok, _ := testsync.Within(20*time.Second, func() (bool, string) {
 		out, _, err = privCtl(t, env, "export", "--edge", private, privEmail)
 		if err != nil {
 			t.Fatal(err)
 		}
 		doc = privExport{}
 		_ = json.Unmarshal([]byte(out), &doc)
-		if len(doc.Edges) == 1 && doc.Edges[0].Rows != nil && len(doc.Edges[0].Rows.Rows) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the edge still holds the address 20s after the erasure:\n%s", out)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(doc.Edges) == 1 && doc.Edges[0].Rows != nil && len(doc.Edges[0].Rows.Rows) == 0, ""
+	}); !ok {
+		t.Fatalf("the edge still holds the address 20s after the erasure:\n%s", out)
 	}
 	if len(doc.Leads)+len(doc.ConsentRecords)+len(doc.Events) != 0 || len(doc.Suppressions) != 1 || len(doc.Tombstones) != 2 {
 		t.Errorf("export after erasure: %s", out)

@@ -14,6 +14,7 @@ import (
 // TestLeadAcceptedAnswer checks that the 202 body is what encoding/json
 // makes of leadAccepted, whatever the id holds.
 func TestLeadAcceptedAnswer(t *testing.T) {
+	t.Parallel()
 	s := &Server{}
 	for _, id := range []string{"0198a3f1-7c2e-7b4a-9d1e-2f3a4b5c6d7e", `a"b<c>\`, "é", ""} {
 		w := httptest.NewRecorder()

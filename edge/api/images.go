@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/sync/images"
@@ -78,7 +79,7 @@ func (s *Server) replicateWebhook(c *gin.Context) { s.images().webhook(c) }
 func (a *imageAPI) db(c *gin.Context) (ImageJobs, bool) {
 	if a.store == nil {
 		c.Header("Retry-After", "60")
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, errorBody{Error: "images_unavailable"})
+		abortError(c, mailslot.CodeImagesUnavailable, nil)
 		return nil, false
 	}
 	return a.store, true
@@ -102,11 +103,11 @@ func (a *imageAPI) submit(c *gin.Context) {
 		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxImageJSON))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			a.bodyError(c, err, "invalid_json")
+			a.bodyError(c, err, mailslot.CodeInvalidJSON)
 			return
 		}
 		if req.URL == "" {
-			c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{"url": "required"}))
+			abortError(c, mailslot.CodeInvalidFields, map[string]string{"url": "required"})
 			return
 		}
 		sub.URL, sub.LeadID = req.URL, req.LeadID
@@ -114,19 +115,19 @@ func (a *imageAPI) submit(c *gin.Context) {
 		if v := c.Query("lead_id"); v != "" {
 			id, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || id <= 0 {
-				c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{"lead_id": "invalid"}))
+				abortError(c, mailslot.CodeInvalidFields, map[string]string{"lead_id": "invalid"})
 				return
 			}
 			sub.LeadID = &id
 		}
 		data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.im.MaxUploadBytes))
 		if err != nil {
-			a.bodyError(c, err, "invalid_body")
+			a.bodyError(c, err, mailslot.CodeInvalidBody)
 			return
 		}
 		sub.Image = data
 	default:
-		c.JSON(http.StatusUnsupportedMediaType, errBody("unsupported_media_type", nil))
+		abortError(c, mailslot.CodeUnsupportedMediaType, nil)
 		return
 	}
 	store, ok := a.db(c)
@@ -137,13 +138,13 @@ func (a *imageAPI) submit(c *gin.Context) {
 	var inErr *images.InputError
 	switch {
 	case errors.As(err, &inErr):
-		c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{inErr.Field: inErr.Code}))
+		abortError(c, mailslot.CodeInvalidFields, map[string]string{inErr.Field: inErr.Code})
 	case errors.Is(err, images.ErrLeadNotFound):
-		c.JSON(http.StatusUnprocessableEntity, errBody("invalid_fields", map[string]string{"lead_id": "not_found"}))
+		abortError(c, mailslot.CodeInvalidFields, map[string]string{"lead_id": "not_found"})
 	case errors.Is(err, images.ErrUploadStoreFull):
 		// Uploads are released as their jobs finish; until then there is
 		// no room, whoever asks.
-		c.JSON(http.StatusInsufficientStorage, errBody("upload_storage_full", nil))
+		abortError(c, mailslot.CodeUploadStorageFull, nil)
 	case err != nil:
 		a.unavailable(c, "submit image job", err)
 	default:
@@ -155,10 +156,10 @@ func (a *imageAPI) submit(c *gin.Context) {
 func (a *imageAPI) bodyError(c *gin.Context, err error, code string) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		c.JSON(http.StatusRequestEntityTooLarge, errBody("body_too_large", nil))
+		abortError(c, mailslot.CodeBodyTooLarge, nil)
 		return
 	}
-	c.JSON(http.StatusBadRequest, errBody(code, nil))
+	abortError(c, code, nil)
 }
 
 // unavailable answers a Postgres failure: the job was not stored, and
@@ -166,13 +167,13 @@ func (a *imageAPI) bodyError(c *gin.Context, err error, code string) {
 func (a *imageAPI) unavailable(c *gin.Context, what string, err error) {
 	a.s.log.Warn(what, logging.KeyErr, err)
 	c.Header("Retry-After", "5")
-	c.JSON(http.StatusServiceUnavailable, errBody("unavailable", nil))
+	abortError(c, mailslot.CodeUnavailable, nil)
 }
 
 func (a *imageAPI) get(c *gin.Context) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id <= 0 {
-		c.JSON(http.StatusNotFound, errBody("not_found", nil))
+		abortError(c, mailslot.CodeNotFound, nil)
 		return
 	}
 	store, ok := a.db(c)
@@ -182,7 +183,7 @@ func (a *imageAPI) get(c *gin.Context) {
 	job, err := store.Get(c.Request.Context(), id)
 	switch {
 	case errors.Is(err, images.ErrNotFound):
-		c.JSON(http.StatusNotFound, errBody("not_found", nil))
+		abortError(c, mailslot.CodeNotFound, nil)
 	case err != nil:
 		a.unavailable(c, "read image job", err)
 	default:
@@ -199,7 +200,7 @@ func (a *imageAPI) get(c *gin.Context) {
 // Postgres failure answers 5xx, so that Replicate delivers again.
 func (a *imageAPI) webhook(c *gin.Context) {
 	if a.key == nil {
-		c.JSON(http.StatusServiceUnavailable, errBody("webhook_not_configured", nil))
+		abortError(c, mailslot.CodeWebhookNotConfigured, nil)
 		return
 	}
 	// The endpoint is public and must read before it can verify. What can
@@ -217,13 +218,13 @@ func (a *imageAPI) webhook(c *gin.Context) {
 		defer func() { <-a.bodies }()
 	default:
 		c.Header("Retry-After", "1")
-		c.JSON(http.StatusServiceUnavailable, errBody("busy", nil))
+		abortError(c, mailslot.CodeBusy, nil)
 		return
 	}
 	limit := min(images.MaxWebhookBody, 2*a.im.MaxUploadBytes+1<<20)
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
-		a.bodyError(c, err, "invalid_body")
+		a.bodyError(c, err, mailslot.CodeInvalidBody)
 		return
 	}
 	if err := images.VerifyWebhook(a.key, c.Request.Header, body, a.s.now()); err != nil {
@@ -232,7 +233,7 @@ func (a *imageAPI) webhook(c *gin.Context) {
 	}
 	p, err := images.ParseReplicatePrediction(body)
 	if err != nil {
-		c.JSON(http.StatusBadRequest, errBody("invalid_prediction", nil))
+		abortError(c, mailslot.CodeInvalidPrediction, nil)
 		return
 	}
 	store, ok := a.db(c)
@@ -265,5 +266,5 @@ func (a *imageAPI) refuse(c *gin.Context, err error) {
 	if a.refusals.Allow() {
 		a.s.log.Info("webhook refused", "reason", err.Error())
 	}
-	c.JSON(http.StatusUnauthorized, errBody("invalid_signature", nil))
+	abortError(c, mailslot.CodeInvalidSignature, nil)
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/images/imagestest"
 )
@@ -103,6 +105,7 @@ func pngOf(n int) []byte {
 }
 
 func TestImageSubmitByURL(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
 	if w.Code != http.StatusCreated {
@@ -149,6 +152,7 @@ func TestImageSubmitByURL(t *testing.T) {
 }
 
 func TestImageSubmitNeedsAdminToken(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	req := httptest.NewRequest("POST", "/admin/images", strings.NewReader(`{"url":"https://img.example/a.jpg"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -160,6 +164,7 @@ func TestImageSubmitNeedsAdminToken(t *testing.T) {
 }
 
 func TestImageUploadIsBounded(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	w := e.do("POST", "/admin/images", "image/png", pngOf(2000))
 	if w.Code != http.StatusCreated {
@@ -187,6 +192,7 @@ func TestImageUploadIsBounded(t *testing.T) {
 }
 
 func TestImageGet(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
 	id := int(decode(t, w)["id"].(float64))
@@ -202,6 +208,7 @@ func TestImageGet(t *testing.T) {
 }
 
 func TestImagesWithoutDatabase(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, map[string]string{"DATABASE_URL": ""})
 	w := e.do("POST", "/admin/images", "application/json", []byte(`{"url":"https://img.example/a.jpg"}`))
 	if w.Code != http.StatusServiceUnavailable || decode(t, w)["error"] != "images_unavailable" {
@@ -213,6 +220,7 @@ func TestImagesWithoutDatabase(t *testing.T) {
 // back through this handler only (no polling), with every delivery sent
 // twice: the job succeeds once and is billed once.
 func TestReplicateWebhookEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	e.fake.Set(func(k *imagestest.Knobs) { k.WebhookCopies = 2; k.RunTime = 500 * time.Millisecond })
 	srv := httptest.NewServer(e.h)
@@ -239,25 +247,15 @@ func TestReplicateWebhookEndToEnd(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	store := images.NewStore(e.pool)
-	deadline := time.Now().Add(10 * time.Second)
 	var job images.Job
-	for {
+	testsync.UntilState(t, 10*time.Second, "the job to succeed", func() (bool, string) {
 		job, err = store.Get(context.Background(), id)
-		if err == nil && job.State == images.StateSucceeded {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job is %s (%q) after 10s", job.State, job.LastError)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && job.State == images.StateSucceeded, fmt.Sprintf("job is %s (%q)", job.State, job.LastError)
+	})
 	if *job.FaceCount != 2 || job.PredictSeconds != 3 {
 		t.Errorf("faces %d, predict seconds %v", *job.FaceCount, job.PredictSeconds)
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for len(e.fake.Stats().WebhookStatuses) < 4 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsync.Within(5*time.Second, func() (bool, string) { return len(e.fake.Stats().WebhookStatuses) >= 4, "" })
 	if st := e.fake.Stats(); len(st.WebhookStatuses) != 4 || st.Gets != 0 {
 		t.Errorf("deliveries %v, polls %d", st.WebhookStatuses, st.Gets)
 	}
@@ -269,6 +267,7 @@ func TestReplicateWebhookEndToEnd(t *testing.T) {
 }
 
 func TestReplicateWebhookRefusals(t *testing.T) {
+	t.Parallel()
 	e := newImageEnv(t, nil)
 	body := []byte(`{"id":"abcdefghijklmnopqrstuvwxyz","status":"succeeded","output":["A cat."],"metrics":{"predict_time":2}}`)
 	post := func(h http.Header, b []byte) *httptest.ResponseRecorder {

@@ -74,12 +74,12 @@ func (h *mailHooks) refuse(c *gin.Context, err error) {
 	if h.refusals.Allow() {
 		h.s.log.Info("resend webhook refused", "reason", err.Error())
 	}
-	c.JSON(http.StatusUnauthorized, errBody("invalid_signature", nil))
+	abortError(c, mailslot.CodeInvalidSignature, nil)
 }
 
 func (h *mailHooks) resend(c *gin.Context) {
 	if h.key == nil || h.s.cfg.DatabaseURL == "" {
-		c.JSON(http.StatusServiceUnavailable, errBody("webhook_not_configured", nil))
+		abortError(c, mailslot.CodeWebhookNotConfigured, nil)
 		return
 	}
 	// Headers first: a forged post without them costs no body read.
@@ -92,12 +92,12 @@ func (h *mailHooks) resend(c *gin.Context) {
 		defer func() { <-h.bodies }()
 	default:
 		c.Header("Retry-After", "1")
-		c.JSON(http.StatusServiceUnavailable, errBody("busy", nil))
+		abortError(c, mailslot.CodeBusy, nil)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxResendWebhookBody))
 	if err != nil {
-		c.JSON(http.StatusRequestEntityTooLarge, errBody(codeBodyTooLarge, nil))
+		abortError(c, mailslot.CodeBodyTooLarge, nil)
 		return
 	}
 	if err := images.VerifyWebhook(h.key, c.Request.Header, body, h.s.now()); err != nil {
@@ -106,7 +106,7 @@ func (h *mailHooks) resend(c *gin.Context) {
 	}
 	fb, ok, err := mail.ParseResendFeedback(body)
 	if err != nil {
-		c.JSON(http.StatusBadRequest, errBody("invalid_event", nil))
+		abortError(c, mailslot.CodeInvalidEvent, nil)
 		return
 	}
 	if !ok || !fb.Permanent {
@@ -122,7 +122,7 @@ func (h *mailHooks) resend(c *gin.Context) {
 	if err != nil {
 		h.s.log.Warn("resend webhook: Postgres unavailable", logging.KeyErr, err)
 		c.Header("Retry-After", "60")
-		c.JSON(http.StatusServiceUnavailable, errBody("unavailable", nil))
+		abortError(c, mailslot.CodeUnavailable, nil)
 		return
 	}
 	if !known {

@@ -102,18 +102,18 @@ func (s *Server) verifyLink(c *gin.Context, purpose string) (token.Claims, bool)
 	if err == nil {
 		return claims, true
 	}
-	code := "invalid_token"
+	code := mailslot.CodeInvalidToken
 	switch {
 	case errors.Is(err, token.ErrExpired):
-		code = "expired_token"
+		code = mailslot.CodeExpiredToken
 	case errors.Is(err, token.ErrWrongPurpose):
-		code = "wrong_purpose"
+		code = mailslot.CodeWrongPurpose
 	}
 	if wantsJSON(c) {
-		c.AbortWithStatusJSON(http.StatusBadRequest, errBody(code, nil))
+		abortError(c, code, nil)
 		return claims, false
 	}
-	s.renderPage(c, http.StatusBadRequest, page{Title: "This link does not work", Text: err.Error() + ". Please use the latest link we sent you, or contact us."})
+	s.renderPage(c, errorStatus(code), page{Title: "This link does not work", Text: err.Error() + ". Please use the latest link we sent you, or contact us."})
 	c.Abort()
 	return claims, false
 }
@@ -139,7 +139,7 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 		ipHMAC := s.hash.IP(ip)
 		if ok, _ := s.allow(ip, ipHMAC, now); !ok {
 			c.Header("Retry-After", "10")
-			c.AbortWithStatusJSON(http.StatusTooManyRequests, errBody(codeRateLimited, nil))
+			abortError(c, mailslot.CodeRateLimited, nil)
 			return
 		}
 		if purpose != token.Unsubscribe && crossSite(c, s.cfg.PublicURL) {
@@ -148,7 +148,7 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 			// sender: RFC 8058 one-click posts come from mail providers,
 			// and a withdrawal can only ever stop mail.
 			if wantsJSON(c) {
-				c.AbortWithStatusJSON(http.StatusForbidden, errBody(codeOriginNotAllowed, nil))
+				abortError(c, mailslot.CodeOriginNotAllowed, nil)
 				return
 			}
 			s.renderPage(c, http.StatusForbidden, page{Title: "This link does not work here", Text: "Please open the link from your email and press the button on its page."})
@@ -238,7 +238,7 @@ func crossSite(c *gin.Context, publicURL string) bool {
 func (s *Server) readLinkBody(c *gin.Context) (oneClick, ok bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 4<<10))
 	if err != nil {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, errBody(codeBodyTooLarge, nil))
+		abortError(c, mailslot.CodeBodyTooLarge, nil)
 		return false, false
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
@@ -246,7 +246,7 @@ func (s *Server) readLinkBody(c *gin.Context) (oneClick, ok bool) {
 	}
 	mt, params, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil {
-		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, errBody(codeUnsupportedType, nil))
+		abortError(c, mailslot.CodeUnsupportedMediaType, nil)
 		return false, false
 	}
 	var value string
@@ -254,19 +254,19 @@ func (s *Server) readLinkBody(c *gin.Context) (oneClick, ok bool) {
 	case "application/x-www-form-urlencoded":
 		q, err := url.ParseQuery(string(body))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, errBody(intake.CodeInvalidForm, nil))
+			abortError(c, mailslot.CodeInvalidForm, nil)
 			return false, false
 		}
 		value = q.Get("List-Unsubscribe")
 	case "multipart/form-data":
 		r := multipartReader(body, params["boundary"])
 		if r == nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, errBody(intake.CodeInvalidForm, nil))
+			abortError(c, mailslot.CodeInvalidForm, nil)
 			return false, false
 		}
 		form, err := r.ReadForm(4 << 10)
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, errBody(intake.CodeInvalidForm, nil))
+			abortError(c, mailslot.CodeInvalidForm, nil)
 			return false, false
 		}
 		defer func() { _ = form.RemoveAll() }()
@@ -274,7 +274,7 @@ func (s *Server) readLinkBody(c *gin.Context) (oneClick, ok bool) {
 			value = v[0]
 		}
 	default:
-		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, errBody(codeUnsupportedType, nil))
+		abortError(c, mailslot.CodeUnsupportedMediaType, nil)
 		return false, false
 	}
 	return value == "One-Click", true
@@ -306,17 +306,17 @@ func (s *Server) readEmail(c *gin.Context, needProperty bool) (emailRequest, boo
 	var req emailRequest
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 4<<10))
 	if err != nil {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, errBody(codeBodyTooLarge, nil))
+		abortError(c, mailslot.CodeBodyTooLarge, nil)
 		return req, false
 	}
 	if intake.FormatOf(c.GetHeader("Content-Type")) != intake.FormatJSON {
-		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, errBody(codeUnsupportedType, nil))
+		abortError(c, mailslot.CodeUnsupportedMediaType, nil)
 		return req, false
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, errBody(intake.CodeInvalidJSON, nil))
+		abortError(c, mailslot.CodeInvalidJSON, nil)
 		return req, false
 	}
 	fields := map[string]string{}
@@ -327,7 +327,7 @@ func (s *Server) readEmail(c *gin.Context, needProperty bool) (emailRequest, boo
 		fields["property"] = intake.FieldRequired
 	}
 	if len(fields) > 0 {
-		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, fields))
+		abortError(c, mailslot.CodeInvalidFields, fields)
 		return req, false
 	}
 	return req, true
@@ -368,14 +368,14 @@ func (s *Server) adminLinks(c *gin.Context) {
 	}
 	property, code := intake.Ident(req.Property)
 	if code != "" {
-		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, map[string]string{"property": code}))
+		abortError(c, mailslot.CodeInvalidFields, map[string]string{"property": code})
 		return
 	}
 	// The links carry the property as sign-ups store it (trimmed), or a
 	// confirmation would match no lead.
 	req.Property = property
 	if s.cfg.PublicURL == "" {
-		c.AbortWithStatusJSON(http.StatusConflict, errBody("public_url_not_configured", nil))
+		abortError(c, mailslot.CodePublicURLNotConfigured, nil)
 		return
 	}
 	ls := s.tokens.Links(s.cfg.PublicURL, req.Property, s.hash.Email(req.Email), s.cfg.LinkLifetimes(), s.now())

@@ -151,6 +151,7 @@ func (e *linkEdge) consentRows() []mailslot.ConsentChange {
 var formAction = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
 
 func TestLinkPagesShowAFormAndChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	e.signUp(linkEmail)
 	links := e.mint(linkEmail)
@@ -184,6 +185,7 @@ func TestLinkPagesShowAFormAndChangeNothing(t *testing.T) {
 }
 
 func TestUnsubscribe(t *testing.T) {
+	t.Parallel()
 	multipartBody := func() (string, string) {
 		var b bytes.Buffer
 		mw := multipart.NewWriter(&b)
@@ -272,6 +274,7 @@ func TestUnsubscribe(t *testing.T) {
 }
 
 func TestBadLinksAreRefusedAndChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	e.signUp(linkEmail)
 	links := e.mint(linkEmail)
@@ -339,6 +342,7 @@ func TestBadLinksAreRefusedAndChangeNothing(t *testing.T) {
 }
 
 func TestUnsubscribeLinksLastAtLeast60Days(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	minted := e.clock.Now()
 	links := e.mint(linkEmail)
@@ -370,6 +374,7 @@ func TestUnsubscribeLinksLastAtLeast60Days(t *testing.T) {
 }
 
 func TestConfirmLinkStoresExpressConsent(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	e.signUp(linkEmail)
 	minted := e.clock.Now()
@@ -393,6 +398,7 @@ func TestConfirmLinkStoresExpressConsent(t *testing.T) {
 }
 
 func TestErasureLinkScrubsTheOutboxAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	w := edgetest.PostJSON(e.Public, "/v1/leads", `{"email":"`+linkEmail+`","property":"site.example"}`, "Idempotency-Key", "signup-1")
 	if w.Code != http.StatusAccepted {
@@ -467,6 +473,7 @@ func TestErasureLinkScrubsTheOutboxAtOnce(t *testing.T) {
 }
 
 func TestAdminEndpointsNeedTheTokenOnThePublicListener(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	e.signUp(linkEmail)
 	body := `{"email":"` + linkEmail + `","property":"` + linkProperty + `"}`
@@ -519,6 +526,7 @@ func TestAdminEndpointsNeedTheTokenOnThePublicListener(t *testing.T) {
 }
 
 func TestAdminExportReturnsTheAddressRows(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	sub := e.signUp(linkEmail)
 	e.signUp(linkOther)
@@ -562,6 +570,7 @@ func TestAdminExportReturnsTheAddressRows(t *testing.T) {
 }
 
 func TestAdminLinksValidation(t *testing.T) {
+	t.Parallel()
 	e := newLinkEdge(t)
 	cases := []struct {
 		name, contentType, body string

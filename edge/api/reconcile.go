@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/outbox"
 )
@@ -63,7 +64,7 @@ func (s *Server) outboxSeqs(c *gin.Context) {
 		fields["to"] = intake.FieldInvalid
 	}
 	if len(fields) > 0 {
-		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, fields))
+		abortError(c, mailslot.CodeInvalidFields, fields)
 		return
 	}
 	rows, err := s.out.HeldRange(c.Request.Context(), from, to, int(limit))
@@ -114,29 +115,29 @@ type RequeueResult struct {
 func (s *Server) outboxRequeue(c *gin.Context) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 32*maxRequeue))
 	if err != nil {
-		c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, errBody(codeBodyTooLarge, nil))
+		abortError(c, mailslot.CodeBodyTooLarge, nil)
 		return
 	}
 	if intake.FormatOf(c.GetHeader("Content-Type")) != intake.FormatJSON {
-		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, errBody(codeUnsupportedType, nil))
+		abortError(c, mailslot.CodeUnsupportedMediaType, nil)
 		return
 	}
 	var req RequeueRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, errBody(intake.CodeInvalidJSON, nil))
+		abortError(c, mailslot.CodeInvalidJSON, nil)
 		return
 	}
 	switch {
 	case len(req.Seqs) == 0:
-		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, map[string]string{"seqs": intake.FieldRequired}))
+		abortError(c, mailslot.CodeInvalidFields, map[string]string{"seqs": intake.FieldRequired})
 		return
 	case len(req.Seqs) > maxRequeue:
-		c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, map[string]string{"seqs": "too_many"}))
+		abortError(c, mailslot.CodeInvalidFields, map[string]string{"seqs": "too_many"})
 		return
 	}
 	for _, seq := range req.Seqs {
 		if seq <= 0 {
-			c.AbortWithStatusJSON(http.StatusUnprocessableEntity, errBody(intake.CodeInvalidFields, map[string]string{"seqs": intake.FieldInvalid}))
+			abortError(c, mailslot.CodeInvalidFields, map[string]string{"seqs": intake.FieldInvalid})
 			return
 		}
 	}
@@ -144,7 +145,7 @@ func (s *Server) outboxRequeue(c *gin.Context) {
 	switch {
 	case errors.Is(err, outbox.ErrClosed), errors.Is(err, outbox.ErrStorage):
 		c.Header("Retry-After", "5")
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, errBody(codeUnavailable, nil))
+		abortError(c, mailslot.CodeUnavailable, nil)
 		return
 	case err != nil:
 		s.internalError(c, "requeue rows", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/internal/config"
@@ -102,8 +103,8 @@ func (s *Server) engine() *gin.Engine {
 	e.ContextWithFallback = true
 	_ = e.SetTrustedProxies(nil)
 	e.Use(s.recoverer(), s.accessLog())
-	e.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, errBody("not_found", nil)) })
-	e.NoMethod(func(c *gin.Context) { c.JSON(http.StatusMethodNotAllowed, errBody("method_not_allowed", nil)) })
+	e.NoRoute(func(c *gin.Context) { abortError(c, mailslot.CodeNotFound, nil) })
+	e.NoMethod(func(c *gin.Context) { abortError(c, mailslot.CodeMethodNotAllowed, nil) })
 	return e
 }
 
@@ -169,7 +170,7 @@ func (s *Server) cors() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		origin := c.GetHeader("Origin")
 		if origin != "" && !allowed[origin] && c.Request.Method == http.MethodPost && formLike(c.GetHeader("Content-Type")) {
-			s.fail(c, intake.FormatForm, http.StatusForbidden, codeOriginNotAllowed, nil)
+			s.fail(c, intake.FormatForm, mailslot.CodeOriginNotAllowed, nil)
 			return
 		}
 		mw(c)
@@ -237,11 +238,11 @@ func (s *Server) requireAdmin(c *gin.Context) {
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || tok == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="mailslot"`)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, errBody("unauthorized", nil))
+		abortError(c, mailslot.CodeUnauthorized, nil)
 		return
 	}
 	if !secret.Equal(tok, s.cfg.AdminToken) {
-		c.AbortWithStatusJSON(http.StatusForbidden, errBody("forbidden", nil))
+		abortError(c, mailslot.CodeForbidden, nil)
 		return
 	}
 	c.Next()
@@ -256,7 +257,7 @@ func (s *Server) recoverer() gin.HandlerFunc {
 					panic(r)
 				}
 				s.log.Error("handler panic", logging.KeyRoute, c.FullPath(), "panic", slog.AnyValue(r).String())
-				c.AbortWithStatusJSON(http.StatusInternalServerError, errBody("internal", nil))
+				abortError(c, mailslot.CodeInternal, nil)
 			}
 		}()
 		c.Next()
@@ -297,15 +298,5 @@ func (s *Server) accessLog() gin.HandlerFunc {
 
 func (s *Server) internalError(c *gin.Context, what string, err error) {
 	s.log.Error(what, logging.KeyErr, err)
-	c.AbortWithStatusJSON(http.StatusInternalServerError, errBody("internal", nil))
-}
-
-// errorBody is the contract's JSON error shape.
-type errorBody struct {
-	Error  string            `json:"error"`
-	Fields map[string]string `json:"fields,omitempty"`
-}
-
-func errBody(code string, fields map[string]string) errorBody {
-	return errorBody{Error: code, Fields: fields}
+	abortError(c, mailslot.CodeInternal, nil)
 }

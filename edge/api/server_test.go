@@ -69,6 +69,7 @@ func lead(email string) string {
 }
 
 func TestHealthz(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	for name, h := range map[string]http.Handler{"public": e.Public, "private": e.Private} {
 		w := edgetest.Serve(h, httptest.NewRequest(http.MethodGet, "/healthz", nil))
@@ -79,6 +80,7 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	t.Run("ready", func(t *testing.T) {
 		e := edgetest.NewEdge(t, nil)
 		for name, h := range map[string]http.Handler{"public": e.Public, "private": e.Private} {
@@ -121,6 +123,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestSyncStatusNeedsAdminToken(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	edgetest.PostJSON(e.Public, leads, lead("a@example.com"))
 	get := func(h http.Handler, target string, header ...string) *httptest.ResponseRecorder {
@@ -177,6 +180,7 @@ func TestSyncStatusNeedsAdminToken(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	preflight := func(path, origin string) *httptest.ResponseRecorder {
@@ -259,6 +263,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_RATE_RPS": "1", "MAILSLOT_RATE_BURST": "2"}, withClock(clk))
 	db := edgetest.OpenDB(t, e.Config.DataDir)
@@ -305,6 +310,7 @@ func TestRateLimit(t *testing.T) {
 // TestClientIP checks where the rate-limit key and the stored IP HMAC come
 // from: the socket, or the platform header only when configured.
 func TestClientIP(t *testing.T) {
+	t.Parallel()
 	limited := map[string]string{"MAILSLOT_RATE_RPS": "1", "MAILSLOT_RATE_BURST": "1"}
 	ipHMACs := func(t *testing.T, db *sql.DB) [][]byte {
 		rows, err := db.Query(`SELECT ip_hmac FROM outbox ORDER BY seq`)
@@ -416,6 +422,7 @@ func TestClientIP(t *testing.T) {
 // table and in the raw database and WAL files. The email may appear only
 // in the payload of its lead row.
 func TestNoRawIPStored(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_CLIENT_IP_HEADER": "Fly-Client-IP"})
 	const email = "private.person@example.com"
 	ips := []string{"203.0.113.7", "2001:db8::7", "198.51.100.23"}
@@ -514,6 +521,7 @@ func TestNoRawIPStored(t *testing.T) {
 }
 
 func TestOtherRoutes(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	get := func(target string) *httptest.ResponseRecorder {
 		return edgetest.Serve(e.Public, httptest.NewRequest(http.MethodGet, target, nil))

@@ -28,17 +28,6 @@ import (
 	"github.com/mailslot/mailslot/web"
 )
 
-// Error codes beyond intake's.
-const (
-	codeUnsupportedType  = "unsupported_media_type"
-	codeBodyTooLarge     = "body_too_large"
-	codeRateLimited      = "rate_limited"
-	codeIdemConflict     = "idempotency_key_reused"
-	codeUnavailable      = "unavailable"
-	codeBadIdemKey       = "invalid_idempotency_key"
-	codeOriginNotAllowed = "origin_not_allowed"
-)
-
 // leadAccepted is the JSON answer to a stored sign-up.
 type leadAccepted struct {
 	ID     string `json:"id"`
@@ -66,25 +55,25 @@ func (s *Server) begin(c *gin.Context, allowed ...intake.Format) (request, bool)
 		if f == intake.FormatUnknown && formLike(c.GetHeader("Content-Type")) {
 			f = intake.FormatForm
 		}
-		s.fail(c, f, http.StatusUnsupportedMediaType, codeUnsupportedType, nil)
+		s.fail(c, f, mailslot.CodeUnsupportedMediaType, nil)
 		return r, false
 	}
 	ip := s.clientIP(c)
 	r.ipHMAC = s.hash.IP(ip)
 	if ok, wait := s.allow(ip, r.ipHMAC, r.now); !ok {
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		s.fail(c, r.format, http.StatusTooManyRequests, codeRateLimited, nil)
+		s.fail(c, r.format, mailslot.CodeRateLimited, nil)
 		return r, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.fail(c, r.format, http.StatusRequestEntityTooLarge, codeBodyTooLarge, nil)
+			s.fail(c, r.format, mailslot.CodeBodyTooLarge, nil)
 			return r, false
 		}
 		// The client went away or sent a broken body; nothing was stored.
-		s.fail(c, r.format, http.StatusBadRequest, "invalid_body", nil)
+		s.fail(c, r.format, mailslot.CodeInvalidBody, nil)
 		return r, false
 	}
 	r.body = body
@@ -155,7 +144,7 @@ func (s *Server) postLead(c *gin.Context) {
 			if errors.As(err, &ie) {
 				code = ie.Code
 			}
-			s.fail(c, r.format, http.StatusUnprocessableEntity, intake.CodeInvalidFields, map[string]string{"image_url": code})
+			s.fail(c, r.format, mailslot.CodeInvalidFields, map[string]string{"image_url": code})
 			return
 		}
 		req.ImageURL = u
@@ -247,7 +236,7 @@ func (s *Server) idempotencyKey(c *gin.Context, f intake.Format, field string) (
 		return field, true
 	}
 	if len(h) > 128 || strings.ContainsFunc(h, func(r rune) bool { return r < 0x21 || r > 0x7e }) || (field != "" && field != h) {
-		s.fail(c, f, http.StatusBadRequest, codeBadIdemKey, nil)
+		s.fail(c, f, mailslot.CodeInvalidIdempotencyKey, nil)
 		return "", false
 	}
 	return h, true
@@ -316,11 +305,7 @@ func (s *Server) failIntake(c *gin.Context, f intake.Format, err error) {
 		s.internalError(c, "decode request", err)
 		return
 	}
-	status := http.StatusBadRequest
-	if e.Code == intake.CodeInvalidFields || e.Code == intake.CodeTooMany {
-		status = http.StatusUnprocessableEntity
-	}
-	s.fail(c, f, status, e.Code, e.Fields)
+	s.fail(c, f, e.Code, e.Fields)
 }
 
 // failStore maps outbox errors. Only "cannot write" conditions are 5xx, and
@@ -328,35 +313,20 @@ func (s *Server) failIntake(c *gin.Context, f intake.Format, err error) {
 func (s *Server) failStore(c *gin.Context, f intake.Format, err error) {
 	switch {
 	case errors.Is(err, outbox.ErrIdempotencyConflict):
-		s.fail(c, f, http.StatusUnprocessableEntity, codeIdemConflict, nil)
+		s.fail(c, f, mailslot.CodeIdempotencyKeyReused, nil)
 	case errors.Is(err, outbox.ErrFull), errors.Is(err, outbox.ErrClosed):
 		c.Header("Retry-After", "5")
-		s.fail(c, f, http.StatusServiceUnavailable, codeUnavailable, nil)
+		s.fail(c, f, mailslot.CodeUnavailable, nil)
 	case errors.Is(err, outbox.ErrStorage):
 		// The writer logged the failed batch once for all its requests.
 		c.Header("Retry-After", "5")
-		s.fail(c, f, http.StatusServiceUnavailable, codeUnavailable, nil)
+		s.fail(c, f, mailslot.CodeUnavailable, nil)
 	case c.Request.Context().Err() != nil:
 		// The client left before the commit; it may retry with its key.
 		c.Abort()
 	default:
 		s.internalError(c, "store submission", err)
 	}
-}
-
-// fail answers a failure: a JSON error body, or for form posts a 303 to the
-// error page with the reason in the query, never a body.
-func (s *Server) fail(c *gin.Context, f intake.Format, status int, code string, fields map[string]string) {
-	if f == intake.FormatForm {
-		q := url.Values{"error": {code}}
-		if e := (&intake.Error{Fields: fields}); len(fields) > 0 {
-			q.Set("field", e.FirstField())
-		}
-		c.Redirect(http.StatusSeeOther, withQuery(s.cfg.ErrorURL, q))
-		c.Abort()
-		return
-	}
-	c.AbortWithStatusJSON(status, errBody(code, fields))
 }
 
 // successURL is redirect when it is an absolute http(s) URL on an

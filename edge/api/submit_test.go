@@ -85,6 +85,7 @@ func wantRedirect(t *testing.T, w *httptest.ResponseRecorder, base string, want 
 }
 
 func TestLeadJSONAccepted(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	w := edgetest.PostJSON(e.Public, leads, `{
@@ -148,6 +149,7 @@ func TestLeadJSONAccepted(t *testing.T) {
 }
 
 func TestLeadConsentDefaultsToPending(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	if w := edgetest.PostJSON(e.Public, leads, `{"email":"a@example.com","property":"p"}`); w.Code != http.StatusAccepted {
@@ -162,6 +164,7 @@ func TestLeadConsentDefaultsToPending(t *testing.T) {
 // TestLeadImageURL: a sign-up may bring an image on an allowlisted https
 // host; anything else is a field error and stores nothing.
 func TestLeadImageURL(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, map[string]string{"MAILSLOT_IMAGE_ALLOWED_HOSTS": "cdn.example.com"})
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	for _, tt := range []struct{ url, code string }{
@@ -187,6 +190,7 @@ func TestLeadImageURL(t *testing.T) {
 }
 
 func TestLeadFormAccepted(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	w := edgetest.PostForm(e.Public, leads, url.Values{
@@ -201,6 +205,7 @@ func TestLeadFormAccepted(t *testing.T) {
 }
 
 func TestLeadJSONBadInput(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 201)
 	tests := []struct {
 		name        string
@@ -270,6 +275,7 @@ func (r repeatReader) Read(p []byte) (int, error) {
 }
 
 func TestOversizeChunkedBody(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	t.Run("json lead", func(t *testing.T) {
@@ -303,6 +309,7 @@ func TestOversizeChunkedBody(t *testing.T) {
 // TestLeadFormFailures checks that a form post never gets a JSON body:
 // every failure is a 303 to the error page with the reason in the query.
 func TestLeadFormFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		contentType string
@@ -341,6 +348,7 @@ func TestLeadFormFailures(t *testing.T) {
 }
 
 func TestLeadFormRedirect(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		redirect string
 		want     string
@@ -436,6 +444,7 @@ func TestLeadFormRedirectKeepsHTTPS(t *testing.T) {
 // TestUTMStoredTheSameWay posts the same campaign nested in JSON, flattened
 // in JSON and flattened in a form, and compares what the outbox holds.
 func TestUTMStoredTheSameWay(t *testing.T) {
+	t.Parallel()
 	want := map[string]any{"source": "newsletter", "medium": "email", "campaign": "spring", "term": "t", "content": "c"}
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
@@ -483,6 +492,7 @@ func TestUTMStoredTheSameWay(t *testing.T) {
 }
 
 func TestHoneypot(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	t.Run("json", func(t *testing.T) {
@@ -515,6 +525,7 @@ func TestHoneypot(t *testing.T) {
 }
 
 func TestLeadIdempotency(t *testing.T) {
+	t.Parallel()
 	const body = `{"email":"retry@example.com","property":"p"}`
 	t.Run("json header", func(t *testing.T) {
 		e := edgetest.NewEdge(t, nil)
@@ -614,6 +625,7 @@ func TestLeadIdempotency(t *testing.T) {
 }
 
 func TestEventsAccepted(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 
@@ -664,6 +676,7 @@ func TestEventsAccepted(t *testing.T) {
 }
 
 func TestEventsBatchLimit(t *testing.T) {
+	t.Parallel()
 	batch := func(n int) string {
 		items := make([]string, n)
 		for i := range items {
@@ -686,6 +699,7 @@ func TestEventsBatchLimit(t *testing.T) {
 }
 
 func TestEventsBadInput(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		contentType string
@@ -732,6 +746,7 @@ func TestEventsBadInput(t *testing.T) {
 }
 
 func TestEventsIdempotency(t *testing.T) {
+	t.Parallel()
 	e := edgetest.NewEdge(t, nil)
 	db := edgetest.OpenDB(t, e.Config.DataDir)
 	const body = `{"events":[{"type":"click","property":"p"},{"type":"page_view","property":"p"}]}`

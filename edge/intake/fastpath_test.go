@@ -89,6 +89,7 @@ func FuzzPlainLeadFieldsMatchTokens(f *testing.F) {
 }
 
 func TestPlainLeadFieldsTakesBrowserBodies(t *testing.T) {
+	t.Parallel()
 	for _, body := range []string{
 		`{"email":"bench+000000000001@example.com","property":"bench","consent":"express","policy_version":"2026-01",` +
 			`"source":"footer","name":"Bench User","page":"https://example.com/pricing",` +

@@ -264,6 +264,7 @@ func checkPayload(t *testing.T, lead mailslot.Lead, leadJSON []byte) {
 }
 
 func TestEncodePayload(t *testing.T) {
+	t.Parallel()
 	for _, lead := range []mailslot.Lead{
 		{Email: "a@example.com", Property: "p", Consent: mailslot.ConsentPending},
 		{Email: "a@example.com", Property: "p", Consent: mailslot.ConsentExpress, PolicyVersion: "v1", Source: "footer",

@@ -52,13 +52,13 @@ func FormatOf(contentType string) Format {
 	return FormatUnknown
 }
 
-// Error codes, for the "error" member of JSON error bodies and the
-// "error" query parameter of form redirects.
+// The error codes a rejected body gets, from the one table of codes in
+// package mailslot.
 const (
-	CodeInvalidJSON   = "invalid_json"
-	CodeInvalidForm   = "invalid_form"
-	CodeInvalidFields = "invalid_fields"
-	CodeTooMany       = "too_many_events"
+	CodeInvalidJSON   = mailslot.CodeInvalidJSON
+	CodeInvalidForm   = mailslot.CodeInvalidForm
+	CodeInvalidFields = mailslot.CodeInvalidFields
+	CodeTooMany       = mailslot.CodeTooManyEvents
 )
 
 // Field error codes.

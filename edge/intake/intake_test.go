@@ -12,6 +12,7 @@ import (
 )
 
 func TestFormatOf(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		contentType string
 		want        intake.Format
@@ -43,6 +44,7 @@ func TestFormatOf(t *testing.T) {
 }
 
 func TestDecodeLead(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		format intake.Format
@@ -177,6 +179,7 @@ func TestDecodeLead(t *testing.T) {
 // TestDecodeLeadBoundsFieldErrors checks that a body with many bad fields
 // cannot make the edge build an error map of any size.
 func TestDecodeLeadBoundsFieldErrors(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString(`{`)
 	for i := range 1000 {
@@ -202,6 +205,7 @@ func TestDecodeLeadBoundsFieldErrors(t *testing.T) {
 }
 
 func TestDecodeEvents(t *testing.T) {
+	t.Parallel()
 	ts := time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name   string

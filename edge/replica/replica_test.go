@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -93,11 +94,8 @@ func heldIDs(t *testing.T, path string) (ids []string, lastSeq int64) {
 func waitReplicated(t *testing.T, r *replica.Replicator, seq int64, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < timeout {
-		if r.Status(context.Background()).ReplicatedSeq >= seq {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if ok, _ := testsync.Within(timeout, func() (bool, string) { return r.Status(context.Background()).ReplicatedSeq >= seq, "" }); ok {
+		return time.Since(start)
 	}
 	t.Fatalf("seq %d not replicated after %v: %+v", seq, timeout, r.Status(context.Background()))
 	return 0
@@ -107,6 +105,7 @@ func waitReplicated(t *testing.T, r *replica.Replicator, seq int64, timeout time
 // restores it elsewhere: every row and the sequence's high-water mark come
 // back, and the lag while idle is zero.
 func TestReplicateRestore(t *testing.T) {
+	t.Parallel()
 	base := fileBase(t)
 	out := openOutbox(t, t.TempDir())
 	r := startReplicator(t, base, out, 50*time.Millisecond)
@@ -162,12 +161,15 @@ func TestReplicateRestore(t *testing.T) {
 // TestFlushOnClose: with a sync interval far longer than the test, only the
 // flush in Close can carry the rows written after the first round.
 func TestFlushOnClose(t *testing.T) {
+	t.Parallel()
 	base := fileBase(t)
 	out := openOutbox(t, t.TempDir())
 	first := submit(t, out, 3)
 	r := startReplicator(t, base, out, time.Hour)
 	waitReplicated(t, r, 3, 30*time.Second)
 	later := submit(t, out, 40)
+	// Time passing is the point: with an hour's interval nothing may ship
+	// the new rows before Close, and the lag must grow.
 	time.Sleep(100 * time.Millisecond)
 	st := r.Status(context.Background())
 	if st.ReplicatedSeq != 3 || st.LastSeq != 43 || st.LagSeconds <= 0 {
@@ -198,6 +200,7 @@ func TestFlushOnClose(t *testing.T) {
 // TestLag measures how long a committed row takes to reach a file://
 // replica at the default interval of one second.
 func TestLag(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("measures for seconds")
 	}
@@ -225,6 +228,7 @@ func TestLag(t *testing.T) {
 // TestUnreachableReplica: a replica that cannot be written never stops the
 // outbox; the status says why, and Close reports the failed flush.
 func TestUnreachableReplica(t *testing.T) {
+	t.Parallel()
 	blocked := filepath.Join(t.TempDir(), "not-a-dir")
 	if err := os.WriteFile(blocked, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -232,13 +236,10 @@ func TestUnreachableReplica(t *testing.T) {
 	out := openOutbox(t, t.TempDir())
 	r := startReplicator(t, "file://"+blocked, out, 20*time.Millisecond)
 	submit(t, out, 5)
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Status(context.Background()).State != replica.StateFailing {
-		if time.Now().After(deadline) {
-			t.Fatalf("status never failing: %+v", r.Status(context.Background()))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsync.UntilState(t, 10*time.Second, "the status to say failing", func() (bool, string) {
+		st := r.Status(context.Background())
+		return st.State == replica.StateFailing, fmt.Sprintf("%+v", st)
+	})
 	if st := r.Status(context.Background()); st.LastError == "" || st.ReplicatedSeq != 0 {
 		t.Errorf("status = %+v", st)
 	}
@@ -258,6 +259,7 @@ func TestUnreachableReplica(t *testing.T) {
 //	cd $(go env GOMODCACHE)/github.com/benbjohnson/litestream@v0.5.18 &&
 //	  CGO_ENABLED=0 go build -o /tmp/litestream ./cmd/litestream
 func TestLitestreamCLIRestore(t *testing.T) {
+	t.Parallel()
 	bin := os.Getenv("MAILSLOT_LITESTREAM_BIN")
 	if bin == "" {
 		t.Skip("MAILSLOT_LITESTREAM_BIN is not set")
@@ -282,6 +284,7 @@ func TestLitestreamCLIRestore(t *testing.T) {
 }
 
 func TestRestoreNotFound(t *testing.T) {
+	t.Parallel()
 	base := fileBase(t)
 	ok, err := replica.Exists(context.Background(), base, "nobody")
 	if err != nil || ok {
@@ -298,6 +301,7 @@ func TestRestoreNotFound(t *testing.T) {
 }
 
 func TestNodeURL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		base, node, want, err string
 	}{
@@ -323,6 +327,7 @@ func TestNodeURL(t *testing.T) {
 }
 
 func TestWithEndpoint(t *testing.T) {
+	t.Parallel()
 	got, err := replica.WithEndpoint("s3://bucket/path", "https://fly.storage.tigris.dev", "auto")
 	if err != nil || got != "s3://bucket/path?endpoint=https%3A%2F%2Ffly.storage.tigris.dev&region=auto" {
 		t.Errorf("WithEndpoint = %q, %v", got, err)
@@ -344,6 +349,7 @@ func TestWithEndpoint(t *testing.T) {
 
 // TestRemoveLocalState: the files a lost database leaves beside it go.
 func TestRemoveLocalState(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, outbox.FileName)
 	for _, p := range []string{db + "-wal", db + "-shm", filepath.Join(dir, ".outbox.db-litestream", "ltx", "0", "x")} {

@@ -23,6 +23,7 @@ var (
 )
 
 func TestProductionNeedsSecrets(t *testing.T) {
+	t.Parallel()
 	all := []string{"MAILSLOT_IP_PEPPER", "MAILSLOT_TOKEN_KEY", "MAILSLOT_ADMIN_TOKEN"}
 	tests := []struct {
 		name    string
@@ -61,6 +62,7 @@ func TestProductionNeedsSecrets(t *testing.T) {
 }
 
 func TestProductionSecretLength(t *testing.T) {
+	t.Parallel()
 	base := map[string]string{"MAILSLOT_ENV": "production", "MAILSLOT_NODE_ID": "n1",
 		"MAILSLOT_IP_PEPPER": pepper, "MAILSLOT_TOKEN_KEY": key, "MAILSLOT_ADMIN_TOKEN": admin}
 	cfg, err := load(base)
@@ -90,6 +92,7 @@ func TestProductionSecretLength(t *testing.T) {
 }
 
 func TestCORSOrigins(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"*", "null", "https://*.example.com", "site.example", "https://site.example/path",
 		"ftp://site.example", "https://site.example?x=1", "https://", "https://a.example,*"} {
 		t.Run(bad, func(t *testing.T) {
@@ -110,6 +113,7 @@ func TestCORSOrigins(t *testing.T) {
 }
 
 func TestDevSecretsGeneratedOnce(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data") // not there yet
 	env := map[string]string{"MAILSLOT_NODE_ID": "n1", "MAILSLOT_DATA_DIR": dir}
 	names := []string{"MAILSLOT_IP_PEPPER", "MAILSLOT_TOKEN_KEY", "MAILSLOT_ADMIN_TOKEN"}
@@ -178,6 +182,7 @@ func TestDevSecretsGeneratedOnce(t *testing.T) {
 }
 
 func TestProductionNeverGeneratesSecrets(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg, err := load(map[string]string{"MAILSLOT_ENV": "production", "MAILSLOT_NODE_ID": "n1", "MAILSLOT_DATA_DIR": dir,
 		"MAILSLOT_IP_PEPPER": pepper, "MAILSLOT_TOKEN_KEY": key, "MAILSLOT_ADMIN_TOKEN": admin})
@@ -193,6 +198,7 @@ func TestProductionNeverGeneratesSecrets(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	host, _ := os.Hostname()
 	cfg, err := load(map[string]string{})
 	if err != nil {
@@ -231,6 +237,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestInvalidValues(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"MAILSLOT_ENV":              "staging",
 		"MAILSLOT_RATE_RPS":         "fast",

@@ -25,12 +25,14 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/mailslot/mailslot"
 )
 
 // Reasons a request is refused, for the JSON error's "error" member.
 const (
-	ReasonHost      = "host_not_allowed"
-	ReasonCrossSite = "cross_site_request"
+	ReasonHost      = mailslot.CodeHostNotAllowed
+	ReasonCrossSite = mailslot.CodeCrossSiteRequest
 )
 
 // Guard decides which requests an operator-only listener serves.

@@ -113,7 +113,7 @@ func TestRunCountsAndUniqueBodies(t *testing.T) {
 
 func TestRunStopsAfterDuration(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // a server's latency, so that the run is timed, not counted
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer srv.Close()

@@ -8,12 +8,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/logging"
+	"github.com/mailslot/mailslot/internal/testsync"
 )
 
 // emailValuer is a LogValuer that resolves to personal data.
@@ -25,6 +25,7 @@ func (e emailValuer) LogValue() slog.Value { return slog.StringValue("contact " 
 type lead struct{ Email, Name string }
 
 func TestRedaction(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		log    func(l *slog.Logger)
@@ -146,6 +147,7 @@ func TestRedaction(t *testing.T) {
 }
 
 func TestScrub(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"", ""},
 		{"nothing to hide", "nothing to hide"},
@@ -164,29 +166,12 @@ func TestScrub(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink that handlers and the outbox writer may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestServerLogsNoSecrets drives a real api.Server, logging at debug
 // level, with requests that carry an email, client addresses, bearer and
 // query tokens, in good and bad requests, up to a full outbox; then looks
 // for each of them in the log.
 func TestServerLogsNoSecrets(t *testing.T) {
+	t.Parallel()
 	const (
 		email      = "leaky.person@example.com"
 		socketIP   = "203.0.113.7"
@@ -196,7 +181,7 @@ func TestServerLogsNoSecrets(t *testing.T) {
 		queryToken = "query-secret-456"
 		wrongAdmin = "wrong-token-789"
 	)
-	var sink syncBuffer
+	var sink testsync.Buffer
 	e := edgetest.NewEdge(t, map[string]string{
 		"MAILSLOT_CLIENT_IP_HEADER": "Fly-Client-IP",
 		"MAILSLOT_OUTBOX_MAX_ROWS":  "4",

@@ -13,6 +13,7 @@ import (
 // input, from concurrent goroutines: a hasher that kept state from one
 // address would give another address's hash.
 func TestHasherMatchesHMAC(t *testing.T) {
+	t.Parallel()
 	pepper := []byte("test pepper")
 	h := NewHasher(pepper)
 	want := func(label, s string) []byte {

@@ -34,6 +34,7 @@ func claims(purpose string) token.Claims {
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
+	t.Parallel()
 	ks := keys(t, oldKey)
 	for _, purpose := range []string{token.Confirm, token.Unsubscribe, token.Erase} {
 		for _, property := range []string{"site.example", ""} {
@@ -130,6 +131,7 @@ func replacePart(tok string, i int, v string) string {
 }
 
 func TestVerifyRefuses(t *testing.T) {
+	t.Parallel()
 	ks := keys(t, oldKey)
 	good := ks.Sign(claims(token.Unsubscribe))
 	b64 := base64.RawURLEncoding
@@ -201,6 +203,7 @@ func TestVerifyRefuses(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	before := keys(t, oldKey)
 	oldTok := before.Sign(claims(token.Unsubscribe))
 
@@ -228,6 +231,7 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestParseKeys(t *testing.T) {
+	t.Parallel()
 	// A bare secret gets the id k1.
 	ks := keys(t, "  0123456789abcdef0123  ")
 	if tok := ks.Sign(claims(token.Confirm)); !strings.HasPrefix(tok, "k1.") {

@@ -263,6 +263,7 @@ func sqlConstants(t *testing.T, files ...string) map[string]string {
 // test fails here) against the migrated schema with an empty search_path,
 // through both arms of every upsert.
 func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentPending, name: "Ann", utm: "news", page: "/a"})
 	batch1 := f.number(
@@ -329,6 +330,7 @@ func TestEveryStatementRunsAgainstTheMigratedSchema(t *testing.T) {
 // TestSignUpImageGoesWithItsLead: a sign-up's image becomes a job of the
 // lead, and erasing the address deletes the job.
 func TestSignUpImageGoesWithItsLead(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.apply(f.number(
 		lead("cy@example.com", sub{at: 1, consent: mailslot.ConsentExpress, image: "https://cdn.example.com/cy.png"}),
@@ -349,6 +351,7 @@ func TestSignUpImageGoesWithItsLead(t *testing.T) {
 }
 
 func TestJSONBColumnsHoldObjects(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	l := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress, utm: "news"})
 	f.apply(f.number(l, event(2, l.ID))...)
@@ -371,6 +374,7 @@ func TestJSONBColumnsHoldObjects(t *testing.T) {
 }
 
 func TestReplayIsANoOp(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentPending, name: "Ann", utm: "news"})
 	batch := f.number(
@@ -397,6 +401,7 @@ func TestReplayIsANoOp(t *testing.T) {
 }
 
 func TestPartlyAppliedBatchAppliesOnlyTheRest(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var rows []outbox.Row
 	for i := range 10 {
@@ -515,6 +520,7 @@ func (f *fixture) checkLead(email string, want merged) {
 // TestConsentMergeRules applies each case's submissions in every arrival
 // order of the table above; the lead must come out the same each time.
 func TestConsentMergeRules(t *testing.T) {
+	t.Parallel()
 	const (
 		P = mailslot.ConsentPending
 		I = mailslot.ConsentImplied
@@ -570,6 +576,7 @@ func TestConsentMergeRules(t *testing.T) {
 // link does (TestConfirmLinkMintedBeforeTheWithdrawalDoesNotOverturnIt in
 // privacy_test.go). The claim is still merged into the lead's basis.
 func TestWithdrawnIsKeptAgainstSignUpsOfAnyConsent(t *testing.T) {
+	t.Parallel()
 	const (
 		P = mailslot.ConsentPending
 		I = mailslot.ConsentImplied
@@ -618,6 +625,7 @@ func TestWithdrawnIsKeptAgainstSignUpsOfAnyConsent(t *testing.T) {
 // every permutation, each split into batches two ways, and requires the
 // same lead every time.
 func TestMergeIsTheSameWhateverTheOrder(t *testing.T) {
+	t.Parallel()
 	set := []sub{
 		{at: 1, consent: mailslot.ConsentPending, name: "Ann", utm: "s1", page: "/1"},
 		{at: 2, consent: mailslot.ConsentImplied, page: "/2"},
@@ -694,6 +702,7 @@ func permutations(n int) func(yield func([]int) bool) {
 }
 
 func TestEventsLinkToTheirLead(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress})
 	sameBatch, anonymous := event(2, ann.ID), event(3, "")
@@ -722,6 +731,7 @@ func TestEventsLinkToTheirLead(t *testing.T) {
 }
 
 func TestDeletingALeadKeepsItsEventsAndConsentRecords(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ann := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress})
 	f.apply(f.number(ann, lead("ann@example.com", sub{at: 2, consent: mailslot.ConsentPending}), event(3, ann.ID))...)
@@ -747,6 +757,7 @@ func TestDeletingALeadKeepsItsEventsAndConsentRecords(t *testing.T) {
 }
 
 func TestDecodeSetsPoisonAside(t *testing.T) {
+	t.Parallel()
 	good := lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentExpress})
 	tests := []struct {
 		name   string

@@ -65,6 +65,7 @@ func (f *fixture) inFlightTogether(first, second []outbox.Row) (secondWentFirst 
 }
 
 func TestConsentChangeWaitsForASignUpInFlight(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		signUp     string // the sign-up's consent
@@ -95,6 +96,7 @@ func TestConsentChangeWaitsForASignUpInFlight(t *testing.T) {
 }
 
 func TestEventNamingAnErasedSignUpWaitsForTheErasure(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	signUp := f.number(lead("ann@example.com", sub{at: 0, consent: mailslot.ConsentExpress}))
 	f.apply(signUp...)

@@ -20,6 +20,7 @@ import (
 	"github.com/mailslot/mailslot/internal/edgetest"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
@@ -195,15 +196,11 @@ func (e *privEdge) sync(dbURL string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for e.Outbox.PendingCount() > 0 {
-		if time.Now().After(deadline) {
-			st, _ := w.Status(context.Background())
-			cancel()
-			<-done
-			e.t.Fatalf("%s did not drain in 30s: %+v", e.id, st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if ok, _ := testsync.Within(30*time.Second, func() (bool, string) { return e.Outbox.PendingCount() == 0, "" }); !ok {
+		st, _ := w.Status(context.Background())
+		cancel()
+		<-done
+		e.t.Fatalf("%s did not drain in 30s: %+v", e.id, st)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -284,6 +281,7 @@ func (p *pg) snapshot(sql string, args ...any) []string {
 // included (anyone can post one for any address): only a confirmation
 // through a link minted after the unsubscribe overturns it.
 func TestUnsubscribeWithdrawsUntilAConfirmedOptIn(t *testing.T) {
+	t.Parallel()
 	// The same history, synced after every step and synced all at once:
 	// the outcome must not depend on batching.
 	for _, each := range []bool{true, false} {
@@ -349,6 +347,7 @@ func TestUnsubscribeWithdrawsUntilAConfirmedOptIn(t *testing.T) {
 }
 
 func TestUnsubscribeSyncedBeforeItsLeadStillApplies(t *testing.T) {
+	t.Parallel()
 	db := newPG(t)
 	a, b := newPrivEdge(t, "edge-a"), newPrivEdge(t, "edge-b")
 	// Edge A takes an express sign-up and cannot sync yet; edge B takes the
@@ -379,6 +378,7 @@ func TestUnsubscribeSyncedBeforeItsLeadStillApplies(t *testing.T) {
 }
 
 func TestConfirmLinkMakesPendingExpress(t *testing.T) {
+	t.Parallel()
 	t.Run("confirm after the lead synced", func(t *testing.T) {
 		db := newPG(t)
 		e := newPrivEdge(t, "edge-a")
@@ -485,6 +485,7 @@ func equalRows(t *testing.T, what string, before, after []string) {
 }
 
 func TestErasureRowInABatch(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"admin", "self_service"} {
 		t.Run(how, func(t *testing.T) {
 			db := newPG(t)
@@ -525,6 +526,7 @@ func TestErasureRowInABatch(t *testing.T) {
 }
 
 func TestSignUpCapturedBeforeTheErasureIsDropped(t *testing.T) {
+	t.Parallel()
 	// batch 1 puts the sign-up and its events in separate batches, so the
 	// events arrive after the batch that dropped the sign-up committed.
 	for _, batch := range []int{500, 1} {
@@ -576,6 +578,7 @@ func TestSignUpCapturedBeforeTheErasureIsDropped(t *testing.T) {
 }
 
 func TestDrainEraseMatchesASyncedErasure(t *testing.T) {
+	t.Parallel()
 	db := newPG(t)
 	e := newPrivEdge(t, "edge-a")
 	sub := fullProfile(e, alice, "Alice Liddell", "198.51.100.7", 0)
@@ -621,6 +624,7 @@ func TestDrainEraseMatchesASyncedErasure(t *testing.T) {
 }
 
 func TestErasureOfALeadWithLaterSignUpsKeepsOnlyThem(t *testing.T) {
+	t.Parallel()
 	// A sign-up from after the erasure time reached Postgres before the
 	// erasure did: the lead stays, reset to what that sign-up says, and
 	// nothing from before the erasure points at it any more.
@@ -651,6 +655,7 @@ func TestErasureOfALeadWithLaterSignUpsKeepsOnlyThem(t *testing.T) {
 }
 
 func TestTombstonesBecomeVisibleInIDOrder(t *testing.T) {
+	t.Parallel()
 	// Edges pull tombstones by id. If a tombstone with a lower id could
 	// commit after one with a higher id, an edge that pulled in between
 	// would move its cursor past it and never scrub that address.
@@ -717,6 +722,7 @@ func payloadsOf(t *testing.T, e *privEdge, kind mailslot.Kind) []string {
 }
 
 func TestEdgeScrubsItsOwnOutboxAtOnce(t *testing.T) {
+	t.Parallel()
 	// The edge that takes an erasure scrubs its outbox in the same
 	// transaction, before anything syncs.
 	e := newPrivEdge(t, "edge-a")

@@ -111,6 +111,7 @@ func tracesIn(found map[string]int64, prefix string) bool {
 }
 
 func TestScrubCompleteness(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"erasure request synced from an edge", "drain.Erase (mailslotctl erase)"} {
 		t.Run(how, func(t *testing.T) {
 			db := newPG(t)

@@ -1,7 +1,6 @@
 package drain_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -22,6 +21,7 @@ import (
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/drain"
@@ -39,7 +39,7 @@ type edgeNode struct {
 	out    *outbox.Outbox
 	w      *drain.Worker
 	stop   func()
-	logs   *syncBuffer
+	logs   *testsync.Buffer
 	leads  int // lead rows submitted
 	events int
 	// reverse makes submit walk the addresses from the other end, so
@@ -62,28 +62,10 @@ func newEdge(t *testing.T, nodeID string) *edgeNode {
 	return &edgeNode{t: t, id: nodeID, dir: dir, out: out}
 }
 
-// syncBuffer is a log destination the worker and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs a sync worker into dbURL until the test ends (or stop).
 func (e *edgeNode) start(dbURL string, edit ...func(*drain.Options)) {
 	e.t.Helper()
-	e.logs = &syncBuffer{}
+	e.logs = &testsync.Buffer{}
 	opts := drain.Options{
 		Outbox: e.out, DatabaseURL: dbURL, NodeID: e.id, Region: "region-" + e.id,
 		BatchSize: 100, Interval: 10 * time.Millisecond,
@@ -179,25 +161,9 @@ func (e *edgeNode) submit(n, distinct int) {
 // rows is how many outbox rows the edge has accepted.
 func (e *edgeNode) rows() int64 { return int64(e.leads + e.events) }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (e *edgeNode) waitDrained(timeout time.Duration) {
 	e.t.Helper()
-	waitFor(e.t, timeout, e.id+" to drain", func() (bool, string) {
+	testsync.UntilState(e.t, timeout, e.id+" to drain", func() (bool, string) {
 		st := e.status()
 		return st.Pending == 0, fmt.Sprintf("%+v", st)
 	})
@@ -270,6 +236,7 @@ func checkExact(t *testing.T, pool *pgxpool.Pool, distinct int, edges ...*edgeNo
 // lets it recover, then takes Postgres away again mid-life. The edge must
 // accept throughout, say what is wrong, and end with every row once.
 func TestPostgresDownThenBack(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	proxy := pgtest.NewProxy(t, pgtest.TargetAddr(t, dbURL))
@@ -281,7 +248,7 @@ func TestPostgresDownThenBack(t *testing.T) {
 	proxy.Down()
 	e.start(proxy.URL(dbURL))
 	e.submit(10, distinct)
-	waitFor(t, 30*time.Second, "status to report Postgres down at start", func() (bool, string) {
+	testsync.UntilState(t, 30*time.Second, "status to report Postgres down at start", func() (bool, string) {
 		st := e.status()
 		return !st.PostgresReachable && st.LastError != "" && st.State == drain.StateBackoff, fmt.Sprintf("%+v", st)
 	})
@@ -304,7 +271,7 @@ func TestPostgresDownThenBack(t *testing.T) {
 	for range 4 { // the edge accepts throughout
 		e.submit(25, distinct)
 	}
-	waitFor(t, 30*time.Second, "status to report Postgres down", func() (bool, string) {
+	testsync.UntilState(t, 30*time.Second, "status to report Postgres down", func() (bool, string) {
 		st := e.status()
 		return !st.PostgresReachable && st.LastError != "", fmt.Sprintf("%+v", st)
 	})
@@ -329,6 +296,7 @@ func TestPostgresDownThenBack(t *testing.T) {
 // and over while a large backlog drains: a batch whose COMMIT reached
 // Postgres but whose answer did not is replayed, and must count once.
 func TestPostgresConnectionsDieMidBatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		viaPx bool
@@ -347,7 +315,7 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 		{"answer to COMMIT lost", true, func(t *testing.T, _ *pgxpool.Pool, px *pgtest.Proxy) {
 			before := px.CommitAnswersLost()
 			px.LoseNextCommitAnswer(true)
-			waitFor(t, 30*time.Second, "a COMMIT answer to be lost", func() (bool, string) {
+			testsync.UntilState(t, 30*time.Second, "a COMMIT answer to be lost", func() (bool, string) {
 				return px.CommitAnswersLost() > before, ""
 			})
 		}, true},
@@ -372,7 +340,7 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 			// 90% of the backlog is still pending.
 			kills := 0
 			for _, frac := range []float64{0.85, 0.7, 0.55, 0.4, 0.25} {
-				waitFor(t, 60*time.Second, fmt.Sprintf("pending below %.0f%%", frac*100), func() (bool, string) {
+				testsync.UntilState(t, 60*time.Second, fmt.Sprintf("pending below %.0f%%", frac*100), func() (bool, string) {
 					p := e.out.PendingCount()
 					return p <= int64(frac*float64(total)), fmt.Sprint(p, " pending")
 				})
@@ -397,6 +365,7 @@ func TestPostgresConnectionsDieMidBatch(t *testing.T) {
 }
 
 func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name           string
 		before, during int // sign-ups before the worker starts, and while behind
@@ -411,7 +380,7 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 			e := newEdge(t, "node-behind")
 			e.submit(tt.before, max(tt.distinct, 1))
 			e.start(dbURL)
-			waitFor(t, 30*time.Second, "state schema_behind", func() (bool, string) {
+			testsync.UntilState(t, 30*time.Second, "state schema_behind", func() (bool, string) {
 				st := e.status()
 				return st.State == drain.StateSchemaBehind, fmt.Sprintf("%+v", st)
 			})
@@ -439,7 +408,7 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 			if _, err := pgschema.Migrate(context.Background(), conn); err != nil {
 				t.Fatalf("Migrate: %v", err)
 			}
-			waitFor(t, 60*time.Second, "sync after migrate", func() (bool, string) {
+			testsync.UntilState(t, 60*time.Second, "sync after migrate", func() (bool, string) {
 				st := e.status()
 				return st.Pending == 0 && st.SchemaVersion == pgschema.Required(), fmt.Sprintf("%+v", st)
 			})
@@ -452,6 +421,7 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 }
 
 func TestTwoEdgesSyncConcurrently(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	a, b := newEdge(t, "node-a"), newEdge(t, "node-b")
@@ -504,6 +474,7 @@ func insertRaw(t *testing.T, e *edgeNode, kind mailslot.Kind, payload string, em
 }
 
 func TestPoisonRowIsQuarantined(t *testing.T) {
+	t.Parallel()
 	nulName := func() string {
 		r := leadRecord("poison@example.com", "A\x00B") // encoding/json writes \u0000
 		return string(r.Payload)
@@ -564,6 +535,7 @@ func TestPoisonRowIsQuarantined(t *testing.T) {
 }
 
 func TestRetentionPrunesOnlyOldSyncedRows(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	e := newEdge(t, "node-retention")
@@ -589,7 +561,7 @@ func TestRetentionPrunesOnlyOldSyncedRows(t *testing.T) {
 
 	e.submit(4, 8) // new rows, synced now
 	e.start(dbURL, withRetention)
-	waitFor(t, 30*time.Second, "old rows pruned", func() (bool, string) {
+	testsync.UntilState(t, 30*time.Second, "old rows pruned", func() (bool, string) {
 		st := e.status()
 		return st.Pending == 0 && st.SyncedRetained == e.rows()-oldSeqs, fmt.Sprintf("%+v", st)
 	})
@@ -612,6 +584,7 @@ func TestRetentionPrunesOnlyOldSyncedRows(t *testing.T) {
 // next batch: every event must still find its lead, and every row arrive
 // once.
 func TestBatchesInFlightTogetherKeepEveryLink(t *testing.T) {
+	t.Parallel()
 	dbURL := pgtest.NewURL(t)
 	pool := pgtest.Pool(t, dbURL)
 	e := newEdge(t, "node-pipelined")

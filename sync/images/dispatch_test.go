@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/images/imagestest"
 )
@@ -133,28 +134,12 @@ func (e *env) job(id int64) images.Job {
 // waitState waits for a job to reach state and returns it.
 func (e *env) waitState(id int64, state string, within time.Duration) images.Job {
 	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		j := e.job(id)
-		if j.State == state {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d is %s after %s (attempts %d, last error %q), want %s", id, j.State, within, j.Attempts, j.LastError, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var j images.Job
+	testsync.UntilState(e.t, within, fmt.Sprintf("job %d to be %s", id, state), func() (bool, string) {
+		j = e.job(id)
+		return j.State == state, fmt.Sprintf("%s (attempts %d, last error %q)", j.State, j.Attempts, j.LastError)
+	})
+	return j
 }
 
 func (e *env) count(query string, args ...any) int {
@@ -179,6 +164,7 @@ func (e *env) noBiometrics() {
 }
 
 func TestReplicateSuccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	j := e.submit("a.jpg", 3)
 	e.start(e.opts(e.replicate("")))
@@ -204,6 +190,7 @@ func TestReplicateSuccess(t *testing.T) {
 }
 
 func TestUploadSuccessReleasesImage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 200)...)
 	j, err := e.store.Submit(context.Background(), images.Submission{Image: png, SubmittedBy: "test"}, limits)
@@ -225,6 +212,7 @@ func TestUploadSuccessReleasesImage(t *testing.T) {
 }
 
 func TestHuggingFaceSuccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	j := e.submit("hf.jpg", 3)
 	e.start(e.opts(e.huggingface()))
@@ -243,6 +231,7 @@ func TestHuggingFaceSuccess(t *testing.T) {
 }
 
 func TestServerErrorsAreRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Fail5xx = 2 })
 	j := e.submit("a.jpg", 5)
@@ -260,6 +249,7 @@ func TestServerErrorsAreRetried(t *testing.T) {
 }
 
 func TestDeadAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Fail5xx = 1000 })
 	j := e.submit("a.jpg", 3)
@@ -278,6 +268,7 @@ func TestDeadAfterMaxAttempts(t *testing.T) {
 }
 
 func TestModelPredictionFailureIsRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.FailPredictions = true })
 	j := e.submit("a.jpg", 2)
@@ -293,6 +284,7 @@ func TestModelPredictionFailureIsRetried(t *testing.T) {
 }
 
 func TestPermanentErrorIsDeadAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p, err := images.NewReplicate(images.ReplicateOptions{
 		BaseURL: e.fake.URL, Token: imagestest.Token, RequestTimeout: time.Second,
@@ -310,6 +302,7 @@ func TestPermanentErrorIsDeadAtOnce(t *testing.T) {
 }
 
 func TestAttemptTimeoutCancelsPredictions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 2)
@@ -330,6 +323,7 @@ func TestAttemptTimeoutCancelsPredictions(t *testing.T) {
 }
 
 func TestHangingRequestsTimeOut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hang = true })
 	p, err := images.NewReplicate(images.ReplicateOptions{
@@ -341,7 +335,7 @@ func TestHangingRequestsTimeOut(t *testing.T) {
 	}
 	j := e.submit("a.jpg", 10)
 	e.start(e.opts(p))
-	waitFor(t, 10*time.Second, "a hung request ends the attempt", func() bool {
+	testsync.Until(t, 10*time.Second, "a hung request ends the attempt", func() bool {
 		j := e.job(j.ID)
 		return j.Attempts >= 1 && strings.Contains(j.LastError, "no answer within 200ms")
 	})
@@ -353,6 +347,7 @@ func TestHangingRequestsTimeOut(t *testing.T) {
 }
 
 func TestSlowColdStart(t *testing.T) {
+	t.Parallel()
 	t.Run("replicate", func(t *testing.T) {
 		e := newEnv(t)
 		e.fake.Set(func(k *imagestest.Knobs) { k.ColdStart = 1500 * time.Millisecond })
@@ -433,6 +428,7 @@ func (e *env) receiver(secret string) *httptest.Server {
 }
 
 func TestDuplicateWebhooks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Long enough that the dispatcher has recorded the predictions when
 	// the webhooks come (a faster one is left to the safety-net poll).
@@ -449,7 +445,7 @@ func TestDuplicateWebhooks(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM mailslot.image_spend`); n != 2 {
 		t.Errorf("%d spend rows, want 2", n)
 	}
-	waitFor(t, 5*time.Second, "six deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 6 })
+	testsync.Until(t, 5*time.Second, "six deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 6 })
 	for _, code := range e.fake.Stats().WebhookStatuses {
 		if code != http.StatusOK {
 			t.Errorf("a delivery was answered %d", code)
@@ -461,6 +457,7 @@ func TestDuplicateWebhooks(t *testing.T) {
 }
 
 func TestForgedWebhooksAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.ForgeWebhooks = true; k.Hold = true })
 	rcv := e.receiver(e.fake.WebhookSecret)
@@ -468,10 +465,10 @@ func TestForgedWebhooksAreRefused(t *testing.T) {
 	o := e.opts(e.replicate(rcv.URL))
 	o.PollInterval = time.Hour
 	e.start(o)
-	waitFor(t, 5*time.Second, "two predictions running", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "two predictions running", func() bool { return e.fake.InFlight() == 2 })
 	ids := e.fake.PredictionIDs()
 	e.fake.Release()
-	waitFor(t, 5*time.Second, "two forged deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 2 })
+	testsync.Until(t, 5*time.Second, "two forged deliveries", func() bool { return len(e.fake.Stats().WebhookStatuses) == 2 })
 	for _, code := range e.fake.Stats().WebhookStatuses {
 		if code != http.StatusUnauthorized {
 			t.Errorf("a forged delivery was answered %d", code)
@@ -512,6 +509,7 @@ func TestForgedWebhooksAreRefused(t *testing.T) {
 }
 
 func TestBudgetStopsDispatching(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	first := e.submit("a.jpg", 3)
 	o := e.opts(e.replicate(""))
@@ -522,12 +520,15 @@ func TestBudgetStopsDispatching(t *testing.T) {
 	e.waitState(first.ID, images.StateSucceeded, 10*time.Second)
 	second := e.submit("b.jpg", 3)
 	var st images.Status
-	waitFor(t, 5*time.Second, "the dispatcher reports the budget", func() bool {
+	testsync.Until(t, 5*time.Second, "the dispatcher reports the budget", func() bool {
 		var err error
 		st, err = d.Status(context.Background())
 		return err == nil && st.State == images.StateBudgetExhausted
 	})
-	time.Sleep(300 * time.Millisecond) // many intervals
+	// Time passing is what is tested: over many dispatch intervals the
+	// dispatcher must not start the second job. No signal marks "did
+	// nothing".
+	time.Sleep(300 * time.Millisecond)
 	if got := e.job(second.ID); got.State != images.StateQueued || got.Attempts != 0 {
 		t.Errorf("over budget, the second job is %s after %d attempts", got.State, got.Attempts)
 	}
@@ -541,6 +542,7 @@ func TestBudgetStopsDispatching(t *testing.T) {
 }
 
 func TestTwoDispatchersNeverRunAJobTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.RunTime = 80 * time.Millisecond })
 	const n = 16
@@ -576,6 +578,7 @@ func TestTwoDispatchersNeverRunAJobTwice(t *testing.T) {
 }
 
 func TestErasureMidFlight(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	var lead int64
@@ -590,13 +593,13 @@ func TestErasureMidFlight(t *testing.T) {
 	}
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	d, _ := e.start(e.opts(e.replicate("")))
-	waitFor(t, 5*time.Second, "the provider holds both predictions", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "the provider holds both predictions", func() bool { return e.fake.InFlight() == 2 })
 	if _, err := e.pool.Exec(ctx, `DELETE FROM mailslot.leads WHERE id = $1`, lead); err != nil {
 		t.Fatal(err)
 	}
 	e.fake.Release()
-	waitFor(t, 5*time.Second, "the provider finishes or cancels both", func() bool { return e.fake.InFlight() == 0 })
-	waitFor(t, 5*time.Second, "the dispatcher is idle", func() bool {
+	testsync.Until(t, 5*time.Second, "the provider finishes or cancels both", func() bool { return e.fake.InFlight() == 0 })
+	testsync.Until(t, 5*time.Second, "the dispatcher is idle", func() bool {
 		st, err := d.Status(ctx)
 		return err == nil && st.State == images.StateIdle
 	})
@@ -612,16 +615,19 @@ func TestErasureMidFlight(t *testing.T) {
 }
 
 func TestCancelRunningJob(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 3)
 	e.start(e.opts(e.replicate("")))
-	waitFor(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
 	got, err := e.store.Cancel(context.Background(), j.ID)
 	if err != nil || got.State != images.StateCancelled {
 		t.Fatalf("cancel = %+v, %v", got, err)
 	}
-	waitFor(t, 5*time.Second, "the dispatcher cancels both at the provider", func() bool { return len(e.fake.Stats().Cancels) == 2 })
+	testsync.Until(t, 5*time.Second, "the dispatcher cancels both at the provider", func() bool { return len(e.fake.Stats().Cancels) == 2 })
+	// What is tested is that nothing happens next: the attempt must not
+	// write a result over the cancellation. Give it time to (wrongly) do so.
 	time.Sleep(100 * time.Millisecond)
 	if got := e.job(j.ID); got.State != images.StateCancelled || got.Caption != nil {
 		t.Errorf("job = %s, caption %v", got.State, got.Caption)
@@ -632,6 +638,7 @@ func TestCancelRunningJob(t *testing.T) {
 }
 
 func TestRetryDeadJob(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Fail5xx = 2 })
 	j := e.submit("a.jpg", 1)
@@ -655,11 +662,12 @@ func TestRetryDeadJob(t *testing.T) {
 // gives the job back without counting the attempt, and the next one
 // adopts the predictions still running instead of paying for new ones.
 func TestShutdownHandsOverRunningPredictions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fake.Set(func(k *imagestest.Knobs) { k.Hold = true })
 	j := e.submit("a.jpg", 3)
 	_, stop := e.start(e.opts(e.replicate("")))
-	waitFor(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
+	testsync.Until(t, 5*time.Second, "both predictions running", func() bool { return e.fake.InFlight() == 2 })
 	stop()
 	if got := e.job(j.ID); got.State != images.StateQueued || got.Attempts != 0 {
 		t.Fatalf("after shutdown the job is %s with %d attempts", got.State, got.Attempts)
@@ -670,7 +678,7 @@ func TestShutdownHandsOverRunningPredictions(t *testing.T) {
 	o := e.opts(e.replicate(""))
 	o.Owner = "other-node"
 	e.start(o)
-	time.Sleep(200 * time.Millisecond)
+	testsync.Until(t, 5*time.Second, "the other node to take the job", func() bool { return e.job(j.ID).State == images.StateRunning })
 	e.fake.Release()
 	got := e.waitState(j.ID, images.StateSucceeded, 10*time.Second)
 	for k, c := range e.fake.Stats().Creates {
@@ -686,6 +694,7 @@ func TestShutdownHandsOverRunningPredictions(t *testing.T) {
 // TestAbandonedLeaseIsReaped: a dispatcher that died mid-attempt leaves a
 // running job whose lease runs out; the next dispatcher retries it.
 func TestAbandonedLeaseIsReaped(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	j := e.submit("a.jpg", 3)
 	if _, err := e.pool.Exec(context.Background(), `
@@ -701,6 +710,7 @@ func TestAbandonedLeaseIsReaped(t *testing.T) {
 }
 
 func TestStatusCounts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	a := e.submit("a.jpg", 3)

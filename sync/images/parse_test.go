@@ -14,6 +14,7 @@ import (
 )
 
 func TestParseFaces(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		out  string
 		want int
@@ -40,6 +41,7 @@ func TestParseFaces(t *testing.T) {
 }
 
 func TestParseCaption(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		out, want string
 		ok        bool
@@ -64,6 +66,7 @@ func TestParseCaption(t *testing.T) {
 }
 
 func TestParseReplicatePrediction(t *testing.T) {
+	t.Parallel()
 	p, err := images.ParseReplicatePrediction([]byte(`{"id":"abc","status":"failed","error":"boom","metrics":{"predict_time":1.25},"output":null}`))
 	if err != nil || p.ID != "abc" || p.Status != "failed" || p.Error != "boom" || p.PredictSeconds == nil || *p.PredictSeconds != 1.25 {
 		t.Errorf("got %+v, %v", p, err)
@@ -84,6 +87,7 @@ func sign(key []byte, id, ts string, body []byte) string {
 }
 
 func TestVerifyWebhook(t *testing.T) {
+	t.Parallel()
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123"))
 	key, err := images.WebhookKey(secret)
 	if err != nil {
@@ -139,6 +143,7 @@ func TestVerifyWebhook(t *testing.T) {
 }
 
 func TestCheckURL(t *testing.T) {
+	t.Parallel()
 	allowed := []string{"img.example", "cdn.example:8443"}
 	for _, c := range []struct{ in, want, code string }{
 		{"https://img.example/a.jpg", "https://img.example/a.jpg", ""},
@@ -167,6 +172,7 @@ func TestCheckURL(t *testing.T) {
 }
 
 func TestCheckImage(t *testing.T) {
+	t.Parallel()
 	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 32)...)
 	jpeg := append([]byte{0xff, 0xd8, 0xff, 0xe0}, make([]byte, 32)...)
 	for _, c := range []struct {

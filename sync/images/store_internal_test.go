@@ -29,6 +29,7 @@ var testLimits = Limits{AllowedHosts: []string{"img.example"}, MaxUploadBytes: D
 // would: claim, start both predictions, then the lead is erased, then the
 // predictions complete and the job finishes. Every write finds no row.
 func TestCompletionAfterErasureStoresNothing(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.New(t)
 	ctx := context.Background()
 	s := NewStore(pool)
@@ -90,6 +91,7 @@ func TestCompletionAfterErasureStoresNothing(t *testing.T) {
 // TestClaimIsExclusive races many claimers over the same due jobs: every
 // job is claimed exactly once.
 func TestClaimIsExclusive(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.New(t)
 	ctx := context.Background()
 	s := NewStore(pool)
@@ -137,6 +139,7 @@ func TestClaimIsExclusive(t *testing.T) {
 // TestLeaseFencing: a dispatcher whose lease expired and was taken over
 // can no longer record predictions or finish the job.
 func TestLeaseFencing(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.New(t)
 	ctx := context.Background()
 	s := NewStore(pool)
@@ -183,6 +186,7 @@ func TestLeaseFencing(t *testing.T) {
 // the dispatcher has stored the prediction. Its spend is kept, and attached
 // to the job (once) when the prediction is known.
 func TestWebhookBeforeRecord(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.New(t)
 	ctx := context.Background()
 	s := NewStore(pool)
