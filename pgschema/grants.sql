@@ -25,6 +25,8 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON mailslot.image_predictions TO mailslot_edge;
         GRANT SELECT, INSERT ON mailslot.image_spend TO mailslot_edge;
         GRANT SELECT, INSERT, UPDATE ON mailslot.image_quota TO mailslot_edge;
+        -- Bot challenges: every edge pulls the per-property settings.
+        GRANT SELECT ON mailslot.property_challenges TO mailslot_edge;
     END IF;
 END
 $$;

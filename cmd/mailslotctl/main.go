@@ -29,6 +29,7 @@ commands:
   erasures  erasures still inside the replica history window
   purge-events  delete telemetry older than a retention period (logged)
   images    image-description jobs: list, status, submit, retry, cancel
+  challenge bot challenge per property: set, show, clear
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runErasures(ctx, e, args[1:])
 	case "purge-events":
 		return runPurgeEvents(ctx, e, args[1:])
+	case "challenge":
+		return runChallenge(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

@@ -105,6 +105,8 @@ type Config struct {
 
 	// Images configures image descriptions (sync/images).
 	Images Images
+	// Challenge configures bot challenges (challenge.go).
+	Challenge Challenge
 }
 
 // minUnsubscribeTTL is CASL's floor: an unsubscribe mechanism must stay
@@ -231,6 +233,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.Images = p.images(c.Env)
+	c.Challenge = p.challenge(c.Env)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
