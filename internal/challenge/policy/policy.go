@@ -430,7 +430,7 @@ type Status struct {
 	Properties   int        `json:"properties"`
 	Default      string     `json:"default"`
 	// Verdicts are counted per property since the edge started.
-	Verdicts map[string]Counts   `json:"verdicts"`
+	Verdicts map[string]Counts    `json:"verdicts"`
 	PoW      *challenge.PoWStatus `json:"pow,omitempty"`
 }
 
