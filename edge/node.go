@@ -20,11 +20,13 @@ import (
 
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/challenge/policy"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/metrics"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/challenges"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
@@ -46,6 +48,9 @@ type Node struct {
 	// Replica ships the outbox to its Litestream replica, nil when
 	// MAILSLOT_REPLICA_URL is unset.
 	Replica *replica.Replicator
+	// Challenges enforces each property's bot challenge (challenge.go).
+	Challenges      *policy.Policy
+	challengePuller *challenges.Puller
 
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
@@ -57,9 +62,10 @@ type Node struct {
 // the top level, the tombstone puller's beside them.
 type nodeStatus struct {
 	drain.Status
-	Tombstones erasure.Status  `json:"tombstones"`
-	Replica    *replica.Status `json:"replica,omitempty"`
-	Images     *images.Status  `json:"images,omitempty"`
+	Tombstones erasure.Status   `json:"tombstones"`
+	Replica    *replica.Status  `json:"replica,omitempty"`
+	Images     *images.Status   `json:"images,omitempty"`
+	Challenge  *challengeStatus `json:"challenge,omitempty"`
 }
 
 // Worker is a background loop the node starts after its listeners and
@@ -119,6 +125,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		}
 		n.Metrics.AddSource(replicaSamples(n.Replica))
 	}
+	if n.Challenges, n.challengePuller, err = openChallenges(cfg, log); err != nil {
+		_ = out.Close()
+		return nil, err
+	}
+	if n.challengePuller != nil {
+		n.AddWorker(n.challengePuller)
+	}
+	n.Metrics.AddSource(n.challengeSamples)
 	var status api.StatusFunc
 	if cfg.DatabaseURL != "" {
 		w, err := drain.New(drain.Options{
@@ -161,7 +175,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			if err != nil {
 				return nil, err
 			}
-			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx)}, nil
+			return nodeStatus{Status: ds, Tombstones: ts, Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx),
+				Challenge: n.challengeStatus()}, nil
 		}
 	} else {
 		log.Warn("DATABASE_URL is not set: this edge only buffers; nothing is synced")
@@ -172,7 +187,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 					return nil, err
 				}
 				return map[string]any{"node_id": cfg.NodeID, "region": cfg.Region, "outbox": st,
-					"sync": "disabled: DATABASE_URL is not set", "replica": n.replicaStatus(ctx)}, nil
+					"sync": "disabled: DATABASE_URL is not set", "replica": n.replicaStatus(ctx), "challenge": n.challengeStatus()}, nil
 			}
 		}
 	}
@@ -194,7 +209,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		SyncStatus: status,
 		Tokens:     tokens,
 		Metrics:    n.Metrics,
+		Challenges: n.Challenges,
 	})
+	if rc := n.Server.Rechecker(); rc != nil {
+		n.AddWorker(rc)
+	}
 	if n.pubLn, err = net.Listen("tcp", cfg.Addr); err != nil {
 		_ = out.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)

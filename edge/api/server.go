@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
+	"github.com/mailslot/mailslot/internal/challenge/policy"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/hostguard"
 	"github.com/mailslot/mailslot/internal/logging"
@@ -46,6 +47,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// Challenges, when set, enforces each property's bot challenge
+	// (challenge.go).
+	Challenges *policy.Policy
 }
 
 // Server holds the handlers' dependencies.
@@ -61,6 +65,7 @@ type Server struct {
 	imgs    *imageAPI
 	now     func() time.Time
 	redir   map[string]bool
+	chal    *challenges
 }
 
 // New builds a Server.
@@ -88,6 +93,7 @@ func New(o Options) *Server {
 		redir:   redir,
 	}
 	s.imgs = newImageAPI(s)
+	s.chal = newChallenges(o.Challenges, o.Outbox, o.Logger, o.Config.Challenge.RecheckQueue)
 	return s
 }
 
@@ -116,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	v1 := e.Group("/v1", s.cors())
 	v1.POST("/leads", s.postLead)
 	v1.POST("/events", s.postEvents)
+	v1.GET("/challenge", s.getChallenge)
 	// Preflights for the write endpoints; the CORS middleware answers them.
 	v1.OPTIONS("/leads", func(*gin.Context) {})
 	v1.OPTIONS("/events", func(*gin.Context) {})

@@ -182,7 +182,7 @@ type Policy struct {
 	saved  []byte // the file's content, to skip writes that change nothing
 
 	countMu sync.Mutex
-	counts  map[string]*[4]uint64 // by property, indexed by challenge.Verdict
+	counts  map[string]*[6]uint64 // by property: challenge.Verdict, then re-checks passed and failed
 }
 
 type table struct {
@@ -208,7 +208,7 @@ func New(opts Options) (*Policy, error) {
 	if opts.DefaultKind == challenge.KindPoW && opts.PoW == nil {
 		return nil, errors.New("configure challenges: the fleet default is pow but no proof-of-work key is set")
 	}
-	p := &Policy{opts: opts, log: opts.Logger, counts: map[string]*[4]uint64{}}
+	p := &Policy{opts: opts, log: opts.Logger, counts: map[string]*[6]uint64{}}
 	t, err := p.build(nil, "environment", time.Time{})
 	if err != nil {
 		return nil, err
@@ -396,6 +396,25 @@ func (p *Policy) Count(property string, v challenge.Verdict) {
 	if int(v) >= 4 {
 		return
 	}
+	p.count(property, int(v))
+}
+
+// CountRecheck records the decisive outcome of a re-check of an
+// unverified sign-up.
+func (p *Policy) CountRecheck(property string, passed bool) {
+	if passed {
+		p.count(property, recheckPassed)
+	} else {
+		p.count(property, recheckFailed)
+	}
+}
+
+const (
+	recheckPassed = 4
+	recheckFailed = 5
+)
+
+func (p *Policy) count(property string, i int) {
 	p.countMu.Lock()
 	defer p.countMu.Unlock()
 	c, ok := p.counts[property]
@@ -405,11 +424,11 @@ func (p *Policy) Count(property string, v challenge.Verdict) {
 			c = p.counts[property]
 		}
 		if c == nil {
-			c = new([4]uint64)
+			c = new([6]uint64)
 			p.counts[property] = c
 		}
 	}
-	c[v]++
+	c[i]++
 }
 
 // Counts are one property's verdicts since the edge started.
@@ -418,6 +437,10 @@ type Counts struct {
 	Failed     uint64 `json:"failed"`
 	Unverified uint64 `json:"unverified"`
 	Replayed   uint64 `json:"replayed"`
+	// RecheckPassed and RecheckFailed count unverified sign-ups that a
+	// later check passed or refused (they are in Unverified too).
+	RecheckPassed uint64 `json:"recheck_passed"`
+	RecheckFailed uint64 `json:"recheck_failed"`
 }
 
 // Status is the challenge part of the node status.
@@ -444,7 +467,8 @@ func (p *Policy) Status() Status {
 	}
 	p.countMu.Lock()
 	for prop, c := range p.counts {
-		st.Verdicts[prop] = Counts{Passed: c[challenge.Passed], Failed: c[challenge.Failed], Unverified: c[challenge.Unverified], Replayed: c[challenge.Replayed]}
+		st.Verdicts[prop] = Counts{Passed: c[challenge.Passed], Failed: c[challenge.Failed], Unverified: c[challenge.Unverified], Replayed: c[challenge.Replayed],
+			RecheckPassed: c[recheckPassed], RecheckFailed: c[recheckFailed]}
 	}
 	p.countMu.Unlock()
 	if p.opts.PoW != nil {
