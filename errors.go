@@ -90,4 +90,10 @@ const (
 	// CodeCrossSiteRequest: a browser sent the private listener a request
 	// from a web page.
 	CodeCrossSiteRequest = "cross_site_request"
+	// CodeChallengeRequired: a form posted without a challenge token on a
+	// property whose no-JS policy is refuse.
+	CodeChallengeRequired = "challenge_required"
+	// CodeNoChallenge: GET /v1/challenge for a property without a proof of
+	// work.
+	CodeNoChallenge = "no_challenge"
 )

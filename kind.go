@@ -12,6 +12,8 @@ const (
 	KindConsent Kind = "consent"
 	// KindErasure asks Postgres to erase an address everywhere.
 	KindErasure Kind = "erasure"
+	// KindChallenge is a re-check's verdict for an unverified sign-up.
+	KindChallenge Kind = "challenge"
 )
 
 // ErasedPayload replaces the payload of a row whose address was erased.

@@ -29,6 +29,11 @@ type Lead struct {
 	// ImageURL is an image to describe with the lead (an https URL on an
 	// allowlisted host; the edge checks the host).
 	ImageURL string `json:"image_url,omitempty"`
+	// Challenge is the verdict of the sign-up's bot challenge (passed or
+	// unverified), empty when its property has none. The edge sets it
+	// after verifying; it is never read from the request. It stays the
+	// last member: the edge appends it to the lead's JSON.
+	Challenge string `json:"challenge,omitempty"`
 }
 
 // LeadPayload is a sign-up as the outbox stores it: the validated lead and

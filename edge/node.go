@@ -21,12 +21,14 @@ import (
 	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/challenge/policy"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/metrics"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
+	"github.com/mailslot/mailslot/sync/challenges"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
@@ -57,6 +59,9 @@ type Node struct {
 	// Webhooks delivers outbound webhooks, nil when DATABASE_URL is unset.
 	Webhooks  *webhook.Deliverer
 	webhookDB *pgxpool.Pool
+	// Challenges enforces each property's bot challenge (challenge.go).
+	Challenges      *policy.Policy
+	challengePuller *challenges.Puller
 
 	pub, priv     *http.Server
 	pubLn, privLn net.Listener
@@ -129,6 +134,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		// after an erasure only through it.
 		out.SetErasureCheckpoint(n.Replica.CheckpointTruncate)
 	}
+	if n.Challenges, n.challengePuller, err = openChallenges(cfg, log); err != nil {
+		_ = out.Close()
+		return nil, err
+	}
+	if n.challengePuller != nil {
+		n.AddWorker(n.challengePuller)
+	}
+	n.Metrics.AddSource(n.challengeSamples)
 	var imageJobs api.ImageJobs
 	if cfg.DatabaseURL != "" {
 		if err := n.openSync(cfg, log); err != nil {
@@ -172,7 +185,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		Tokens:     tokens,
 		Metrics:    n.Metrics,
 		Images:     imageJobs,
+		Challenges: n.Challenges,
 	})
+	if rc := n.Server.Rechecker(); rc != nil {
+		n.AddWorker(rc)
+	}
 	if n.pubLn, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
@@ -354,7 +371,7 @@ func (n *Node) flushReplica(ctx context.Context) error {
 // SyncStatus is what GET /v1/sync/status answers, for every kind of node:
 // the one place that status is put together.
 func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
-	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx), Webhooks: n.webhookStatus(ctx)}
+	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx), Webhooks: n.webhookStatus(ctx), Challenge: n.challengeStatus()}
 	if n.Sync == nil {
 		ob, err := n.Outbox.Stats(ctx)
 		if err != nil {

@@ -29,6 +29,8 @@ BEGIN
         -- finishes them, the ESP webhook records feedback (sync/mailer).
         GRANT SELECT, INSERT, UPDATE ON mailslot.mail_jobs TO mailslot_edge;
         GRANT SELECT ON mailslot.properties TO mailslot_edge;
+        -- Bot challenges: every edge pulls the per-property settings.
+        GRANT SELECT ON mailslot.property_challenges TO mailslot_edge;
     END IF;
 END
 $$;

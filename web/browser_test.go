@@ -628,6 +628,12 @@ type stack struct {
 // CORS origin and as a redirect host.
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	return startStackEnv(t)
+}
+
+// startStackEnv is startStack with extra edge environment ("NAME=value").
+func startStackEnv(t *testing.T, extraEnv ...string) *stack {
+	t.Helper()
 	site := httptest.NewUnstartedServer(nil)
 	siteURL := "http://" + site.Listener.Addr().String()
 	edgeAddr := freeAddr(t)
@@ -635,7 +641,7 @@ func startStack(t *testing.T) *stack {
 	site.Config.Handler = siteHandler(t, st.edge, nil)
 	site.Start()
 	t.Cleanup(site.Close)
-	startEdge(t, edgeAddr, siteURL, st.dataDir)
+	startEdge(t, edgeAddr, siteURL, st.dataDir, extraEnv...)
 	return st
 }
 
@@ -697,7 +703,7 @@ func campaignPage(t *testing.T) func(string, []byte) []byte {
 }
 
 // startEdge runs `mailslot serve` on addr until the test ends.
-func startEdge(t *testing.T, addr, siteURL, dataDir string) {
+func startEdge(t *testing.T, addr, siteURL, dataDir string, extraEnv ...string) {
 	t.Helper()
 	siteHost := strings.TrimPrefix(siteURL, "http://")
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
@@ -715,6 +721,7 @@ func startEdge(t *testing.T, addr, siteURL, dataDir string) {
 		"MAILSLOT_ERROR_URL="+siteURL+"/error.html",
 		"MAILSLOT_RATE_RPS=0",
 	)
+	env = append(env, extraEnv...)
 	logs := &testsync.Buffer{}
 	cmd := exec.Command(edgeBin, "serve")
 	cmd.Env = env

@@ -34,6 +34,7 @@ commands:
   mail      confirmation and welcome mail jobs: list, status, retry, cancel
   properties  per-property mail settings and templates: set, show, list
   webhooks  outbound webhook subscriptions: add, list, remove, rotate, redeliver
+  challenge bot challenge per property: set, show, clear
   version   print the version
 
 Run "mailslotctl <command> -h" for a command's flags.
@@ -114,6 +115,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runErasures(ctx, e, args[1:])
 	case "purge-events":
 		return runPurgeEvents(ctx, e, args[1:])
+	case "challenge":
+		return runChallenge(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

@@ -21,8 +21,10 @@ import (
 
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/edge/replica"
+	"github.com/mailslot/mailslot/internal/challenge/policy"
 	"github.com/mailslot/mailslot/internal/nodeid"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/challenges"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
@@ -41,12 +43,21 @@ const StateDisabled = "disabled"
 type SyncStatus struct {
 	drain.Status
 	// Sync, when set, says why this edge does not sync.
-	Sync       string          `json:"sync,omitempty"`
-	Tombstones *erasure.Status `json:"tombstones,omitempty"`
-	Replica    *replica.Status `json:"replica,omitempty"`
-	Images     *images.Status  `json:"images,omitempty"`
-	Mail       *mailer.Status  `json:"mail,omitempty"`
-	Webhooks   *WebhookStatus  `json:"webhooks,omitempty"`
+	Sync       string           `json:"sync,omitempty"`
+	Tombstones *erasure.Status  `json:"tombstones,omitempty"`
+	Replica    *replica.Status  `json:"replica,omitempty"`
+	Images     *images.Status   `json:"images,omitempty"`
+	Mail       *mailer.Status   `json:"mail,omitempty"`
+	Webhooks   *WebhookStatus   `json:"webhooks,omitempty"`
+	Challenge  *ChallengeStatus `json:"challenge,omitempty"`
+}
+
+// ChallengeStatus is the challenge member of /v1/sync/status: verdict
+// counts per property, where the settings came from, the re-check queue.
+type ChallengeStatus struct {
+	policy.Status
+	Pull    *challenges.Status `json:"pull,omitempty"`
+	Recheck *api.RecheckStatus `json:"recheck,omitempty"`
 }
 
 // WebhookStatus is the webhooks member of /v1/sync/status: this edge's

@@ -44,6 +44,8 @@ var statusOf = map[string]int{
 	mailslot.CodeInvalidEvent:           http.StatusBadRequest,
 	mailslot.CodeHostNotAllowed:         http.StatusForbidden,
 	mailslot.CodeCrossSiteRequest:       http.StatusForbidden,
+	mailslot.CodeChallengeRequired:      http.StatusUnprocessableEntity,
+	mailslot.CodeNoChallenge:            http.StatusServiceUnavailable,
 }
 
 // errorStatus is code's HTTP status. A code missing from the table is a

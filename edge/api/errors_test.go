@@ -40,6 +40,8 @@ func TestErrorStatus(t *testing.T) {
 		"busy":                      503,
 		"host_not_allowed":          403,
 		"cross_site_request":        403,
+		"challenge_required":        422,
+		"no_challenge":              503,
 		"unauthorized":              401,
 		"invalid_signature":         401,
 		"forbidden":                 403,

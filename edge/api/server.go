@@ -18,6 +18,7 @@ import (
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
+	"github.com/mailslot/mailslot/internal/challenge/policy"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/hostguard"
 	"github.com/mailslot/mailslot/internal/logging"
@@ -50,6 +51,9 @@ type Options struct {
 	Images ImageJobs
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// Challenges, when set, enforces each property's bot challenge
+	// (challenge.go).
+	Challenges *policy.Policy
 }
 
 // Server holds the handlers' dependencies.
@@ -65,6 +69,7 @@ type Server struct {
 	imgs    *imageAPI
 	now     func() time.Time
 	redir   map[string]bool
+	chal    *challenges
 }
 
 // New builds a Server.
@@ -92,6 +97,7 @@ func New(o Options) *Server {
 		redir:   redir,
 	}
 	s.imgs = newImageAPI(s, o.Images)
+	s.chal = newChallenges(o.Challenges, o.Outbox, o.Logger, o.Config.Challenge.RecheckQueue)
 	return s
 }
 
@@ -120,6 +126,7 @@ func (s *Server) Handler() http.Handler {
 	v1 := e.Group("/v1", s.cors())
 	v1.POST("/leads", s.postLead)
 	v1.POST("/events", s.postEvents)
+	v1.GET("/challenge", s.getChallenge)
 	// Preflights for the write endpoints; the CORS middleware answers them.
 	v1.OPTIONS("/leads", func(*gin.Context) {})
 	v1.OPTIONS("/events", func(*gin.Context) {})

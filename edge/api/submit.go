@@ -153,11 +153,17 @@ func (s *Server) postLead(c *gin.Context) {
 	if !ok {
 		return
 	}
+	ch, ok := s.checkChallenge(c, r, &req, idemKey)
+	if !ok {
+		return
+	}
 	leadJSON, err := json.Marshal(req.Lead)
 	if err != nil {
 		s.internalError(c, "encode lead", err)
 		return
 	}
+	hash := sha256.Sum256(leadJSON)
+	leadJSON = ch.stamp(leadJSON)
 	id := uuid.Must(uuid.NewV7()).String()
 	payload, err := mailslot.EncodePayload(leadJSON, mailslot.ConsentRecord{
 		Property:      req.Property,
@@ -171,14 +177,14 @@ func (s *Server) postLead(c *gin.Context) {
 		s.internalError(c, "encode lead payload", err)
 		return
 	}
-	hash := sha256.Sum256(leadJSON)
+	emailHMAC := s.hash.Email(req.Email)
 	rc, err := s.out.Submit(c.Request.Context(), outbox.Submission{
 		Records: []outbox.Record{{
 			ID:         id,
 			Kind:       mailslot.KindLead,
 			ReceivedAt: r.now,
 			Payload:    payload,
-			EmailHMAC:  s.hash.Email(req.Email),
+			EmailHMAC:  emailHMAC,
 			IPHMAC:     r.ipHMAC,
 		}},
 		IdemKey:  idemKey,
@@ -191,6 +197,7 @@ func (s *Server) postLead(c *gin.Context) {
 	}
 	if !rc.Replayed {
 		s.metrics.Accepted(string(mailslot.KindLead), 1)
+		s.challengeStored(ch, id, emailHMAC, req.Property)
 	}
 	s.succeedLead(c, r.format, req.Redirect, rc.Response, rc.Replayed)
 }

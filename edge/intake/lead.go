@@ -23,6 +23,8 @@ type LeadRequest struct {
 	// Bot is set when the honeypot field was filled: the caller answers as
 	// if all went well and stores nothing.
 	Bot bool
+	// Tokens are the bot-challenge tokens the sign-up carried.
+	Tokens ChallengeTokens
 }
 
 // HoneypotField is the form field that humans never see and bots fill in.
@@ -166,6 +168,16 @@ func validateLead(vals map[string]string, errs fieldErrs) LeadRequest {
 			req.IdemKey, code = ident(v, maxIdemKey)
 		case HoneypotField:
 			req.Bot = strings.TrimSpace(v) != ""
+		case TurnstileField:
+			req.Tokens.Turnstile, code = challengeToken(v)
+		case HCaptchaField:
+			req.Tokens.HCaptcha, code = challengeToken(v)
+		case HCaptchaCompatField:
+			if _, both := vals[HCaptchaField]; !both {
+				req.Tokens.HCaptcha, code = challengeToken(v)
+			}
+		case AltchaField:
+			req.Tokens.Altcha, code = challengeToken(v)
 		default:
 			name, ok := strings.CutPrefix(k, "utm_")
 			if p := utmField(&req.UTM, name); ok && p != nil {

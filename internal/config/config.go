@@ -112,6 +112,8 @@ type Config struct {
 	Mail Mail
 	// Webhooks configures outbound webhook delivery (sync/webhook).
 	Webhooks Webhooks
+	// Challenge configures bot challenges (challenge.go).
+	Challenge Challenge
 }
 
 // LinkLifetimes are the configured lifetimes of minted links.
@@ -254,6 +256,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.Images = p.images(c.Env)
 	c.Mail = p.mail(c.Env)
 	c.Webhooks = p.webhooks(c.Env)
+	c.Challenge = p.challenge(c.Env)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}

@@ -47,6 +47,7 @@ type decoded struct {
 	leads    []leadRow
 	events   []eventRow
 	controls []controlRow
+	verdicts []verdictRow // re-checked bot challenges (challenge.go)
 	order    []item
 }
 
@@ -129,6 +130,14 @@ func decode(rows []outbox.Row) (decoded, []*PoisonError) {
 			}
 			d.order = append(d.order, item{kind: r.Kind, index: len(d.controls)})
 			d.controls = append(d.controls, controlRow{row: r, erasure: &e})
+		case mailslot.KindChallenge:
+			v, ok := decodeVerdict(r)
+			if !ok {
+				bad(r, "challenge verdict payload is incomplete")
+				continue
+			}
+			d.order = append(d.order, item{kind: r.Kind, index: len(d.verdicts)})
+			d.verdicts = append(d.verdicts, v)
 		default:
 			bad(r, fmt.Sprintf("unknown row kind %q", r.Kind))
 			continue
@@ -498,6 +507,7 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 	flush := func() {
 		if len(segLeads) > 0 {
 			queueLeads(b, a.NodeID, segLeads, a.ImageAttempts, a.ImageDailyQuota)
+			queueChallengeVerdicts(b, segLeads)
 		}
 		if len(segGone) > 0 {
 			queueErasedLeads(b, a.NodeID, segGone)
@@ -526,6 +536,9 @@ func (a *Applier) applyOnce(ctx context.Context, db interface {
 			segEvts = append(segEvts, d.events[it.index])
 		case it.kind == mailslot.KindConsent && covered(r):
 			outcome = outcomeErased
+		case it.kind == mailslot.KindChallenge: // after the sign-up it re-checks
+			flush()
+			queueVerdict(b, d.verdicts[it.index])
 		default: // consent change or erasure: apply what came before it first
 			flush()
 			queueControl(b, a.NodeID, d.controls[it.index])
