@@ -81,4 +81,7 @@ func queueVerdict(b *pgx.Batch, v verdictRow) {
 		at = v.row.ReceivedAt
 	}
 	b.Queue(recheckVerdictSQL, v.v.Submission, v.v.Verdict, at.UTC().Truncate(time.Microsecond))
+	if v.v.Verdict == mailslot.ChallengePassed {
+		b.Queue(mailRecheckedSQL, v.v.Submission, v.v.Property, MailConfirmationCap)
+	}
 }

@@ -94,6 +94,14 @@ func TestChallengeVerdictsReachPostgres(t *testing.T) {
 		t.Errorf("%d sign-ups may get mail, want 4 (plain, ok, same, held)", n)
 	}
 
+	// Mail follows the verdicts: a confirmation request for every sign-up
+	// without a challenge or that passed one (at once or on a re-check),
+	// none for the one whose re-check failed.
+	if got := f.text(`SELECT string_agg(l.email, ',' ORDER BY l.email) FROM mailslot.mail_jobs j
+		JOIN mailslot.leads l ON l.id = j.lead_id WHERE j.kind = 'confirmation'`); got != "held@example.com,ok@example.com,plain@example.com,same@example.com" {
+		t.Errorf("confirmation requests for %s, want held, ok, plain and same (not bad)", got)
+	}
+
 	// Every statement of challenge.go ran.
 	f.log.mu.Lock()
 	defer f.log.mu.Unlock()

@@ -58,6 +58,32 @@ WHERE (s.consent = 'express' OR (s.consent = 'pending' AND coalesce(p.double_opt
   AND CASE WHEN b.since IS NULL THEN h.day = 0 ELSE h.month = 0 END
 ORDER BY l.id`
 
+	// mailRecheckedSQL queues the confirmation request that a sign-up held
+	// back as unverified by its bot challenge earns when a re-check passes
+	// ($1 its submission id, $2 its property): the same rules as
+	// mailConfirmationsSQL, once recheckVerdictSQL has marked it passed.
+	mailRecheckedSQL = `
+INSERT INTO mailslot.mail_jobs (lead_id, property, kind, after_withdrawal)
+SELECT l.id, l.property, 'confirmation', b.since IS NOT NULL
+FROM (SELECT property, email_hmac, status FROM mailslot.consent_records
+      WHERE submission_id = $1 AND property = $2 AND challenge_verdict = 'passed' AND email_hmac IS NOT NULL)
+     AS s (property, email_hmac, consent)
+JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac
+LEFT JOIN mailslot.properties p ON p.property = l.property
+CROSS JOIN LATERAL (
+    SELECT mailslot.mail_blocked_since(l.property, l.email_hmac, l.withdrawn_at, l.confirmed_at) AS since) b
+CROSS JOIN LATERAL (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE j.created_at > now() - interval '24 hours') AS day,
+           count(*) FILTER (WHERE j.created_at > now() - interval '30 days') AS month
+    FROM mailslot.mail_jobs j
+    WHERE j.lead_id = l.id AND j.kind = 'confirmation' AND j.state NOT IN ('cancelled', 'skipped')) h
+WHERE (s.consent = 'express' OR (s.consent = 'pending' AND coalesce(p.double_opt_in, true)))
+  AND (l.confirmed_at IS NULL OR b.since IS NOT NULL)
+  AND h.total < $3
+  AND CASE WHEN b.since IS NULL THEN h.day = 0 ELSE h.month = 0 END
+ORDER BY l.id`
+
 	// mailConfirmedSQL runs after a confirmation applied: queued
 	// confirmation requests have nothing left to ask, and a property with
 	// welcome on greets the address, once per lead.
@@ -93,6 +119,11 @@ func queueMailJobs(b *pgx.Batch, leads []leadRow) {
 	var order []key
 	for _, l := range leads {
 		if l.p.Consent != mailslot.ConsentExpress && l.p.Consent != mailslot.ConsentPending {
+			continue
+		}
+		if l.p.Challenge != "" && l.p.Challenge != mailslot.ChallengePassed {
+			// Held back until a re-check of its bot challenge passes
+			// (mailRecheckedSQL): a public form must not mail strangers.
 			continue
 		}
 		k := key{l.p.Property, string(l.row.EmailHMAC)}

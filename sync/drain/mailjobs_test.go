@@ -67,6 +67,8 @@ func TestMailJobStatementsRunAgainstTheMigratedSchema(t *testing.T) {
 	f.exec(`INSERT INTO mailslot.properties (property, welcome) VALUES ($1, true)`, testProperty)
 	f.apply(f.number(lead("ann@example.com", sub{at: 1, consent: mailslot.ConsentPending}))...)
 	f.apply(f.number(confirmRow("ann@example.com", 2), unsubscribeRow("ann@example.com", 3))...)
+	held := challenged("bo@example.com", sub{at: 4, consent: mailslot.ConsentPending}, mailslot.ChallengeUnverified)
+	f.apply(f.number(held, verdictRowFor(held, mailslot.ChallengePassed, 5))...)
 	f.log.mu.Lock()
 	defer f.log.mu.Unlock()
 	for name, sql := range sqlConstants(t, "mailjobs.go") {
