@@ -470,35 +470,45 @@ func TestErasuresInsideTheReplicaWindow(t *testing.T) {
 			t.Fatalf("erasures: %v\n%s", err, stderr)
 		}
 		var l []struct {
-			ErasedAt time.Time `json:"erased_at"`
-			GoneBy   time.Time `json:"gone_from_replicas_by"`
+			ErasedAt  time.Time `json:"erased_at"`
+			GoneBy    time.Time `json:"gone_from_replicas_by"`
+			Snapshots time.Time `json:"gone_from_snapshots_by"`
 		}
 		if err := json.Unmarshal([]byte(out), &l); err != nil {
 			t.Fatalf("erasures --json: %v\n%s", err, out)
 		}
 		for _, x := range l {
-			if !x.GoneBy.After(now) {
-				t.Errorf("erasure of %s listed though its window ended at %s", x.ErasedAt, x.GoneBy)
+			if !x.GoneBy.After(now) && !x.Snapshots.After(now) {
+				t.Errorf("erasure of %s listed though its windows ended at %s and %s", x.ErasedAt, x.GoneBy, x.Snapshots)
 			}
 		}
 		return len(l)
 	}
 	env := privEnv(dbURL)
-	if n := list(env); n != 1 {
-		t.Errorf("default window (24h): %d erasures inside, want 1", n)
+	// Fly's daily volume snapshots (7 days) hold both erasures' data.
+	if n := list(env); n != 2 {
+		t.Errorf("default windows (24h replica, 7 days of snapshots): %d erasures inside, want 2", n)
 	}
-	if n := list(env, "--window", "72h"); n != 2 {
+	if n := list(env, "--snapshots", "0"); n != 1 {
+		t.Errorf("replica window only (24h): %d erasures inside, want 1", n)
+	}
+	if n := list(env, "--snapshots", "24h", "--window", "30m"); n != 1 {
+		t.Errorf("a day of snapshots: %d erasures inside, want 1", n)
+	}
+	env["MAILSLOT_REPLICA_RETENTION"] = "24h"
+	if n := list(env, "--snapshots", "0", "--window", "72h"); n != 2 {
 		t.Errorf("--window 72h: %d erasures inside, want 2", n)
 	}
-	if n := list(env, "--window", "30m"); n != 0 {
+	if n := list(env, "--snapshots", "0", "--window", "30m"); n != 0 {
 		t.Errorf("--window 30m: %d erasures inside, want 0", n)
 	}
 	env["MAILSLOT_REPLICA_RETENTION"] = "72h"
-	if n := list(env); n != 2 {
+	if n := list(env, "--snapshots", "0"); n != 2 {
 		t.Errorf("MAILSLOT_REPLICA_RETENTION=72h: %d erasures inside, want 2", n)
 	}
 	out, _, err := privCtl(t, privEnv(dbURL), "erasures")
-	if err != nil || !strings.Contains(out, "1 erasure(s) still inside the 24h0m0s replica window") {
+	if err != nil || !strings.Contains(out, "2 erasure(s) still inside the 24h0m0s replica window or the 168h0m0s of volume snapshots") ||
+		!strings.Contains(out, "GONE FROM SNAPSHOTS BY") {
 		t.Errorf("erasures table: %v\n%s", err, out)
 	}
 }

@@ -161,16 +161,22 @@ func runPurgeEvents(ctx context.Context, e env, args []string) error {
 }
 
 func runErasures(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "erasures", "erasures [--window DURATION] [--json] [--database-url URL]")
+	fs := newFlags(e, "erasures", "erasures [--window DURATION] [--snapshots DURATION] [--json] [--database-url URL]")
 	dbFlag := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL)")
 	cfg, err := loadConfig(e)
 	if err != nil {
 		return err
 	}
 	window := fs.Duration("window", cfg.ReplicaRetention, "how long replica history keeps old data (default $MAILSLOT_REPLICA_RETENTION)")
+	// Fly keeps daily snapshots of the volume (snapshot_retention = 7 in
+	// fly.toml): the outbox as it was before an erasure lives on in them.
+	snapshots := fs.Duration("snapshots", 7*24*time.Hour, "how long volume snapshots are kept (fly.toml snapshot_retention; 0 for none)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *window < 0 || *snapshots < 0 {
+		return fmt.Errorf("%w: --window and --snapshots must not be negative", errUsage)
 	}
 	conn, err := connectFlag(ctx, e, *dbFlag)
 	if err != nil {
@@ -178,8 +184,8 @@ func runErasures(ctx context.Context, e env, args []string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	rows, err := conn.Query(ctx, `
-		SELECT id, erased_at, requested_by, erased_at + $1::interval AS gone_by
-		FROM mailslot.tombstones WHERE erased_at + $1::interval > now() ORDER BY id`, *window)
+		SELECT id, erased_at, requested_by, erased_at + $1::interval, erased_at + $2::interval
+		FROM mailslot.tombstones WHERE erased_at + greatest($1::interval, $2::interval) > now() ORDER BY id`, *window, *snapshots)
 	if err != nil {
 		return fmt.Errorf("list recent erasures: %w", err)
 	}
@@ -188,12 +194,15 @@ func runErasures(ctx context.Context, e env, args []string) error {
 		ErasedAt    time.Time `json:"erased_at"`
 		RequestedBy string    `json:"requested_by"`
 		GoneBy      time.Time `json:"gone_from_replicas_by"`
+		// GoneFromSnapshots is when the last volume snapshot taken before
+		// the erasure expires.
+		GoneFromSnapshots time.Time `json:"gone_from_snapshots_by"`
 		// Webhooks says, per lead and subscription, whether lead.erased reached the receiver.
 		Webhooks []webhook.ErasureDelivery `json:"webhooks"`
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (erasure, error) {
 		var x erasure
-		err := r.Scan(&x.ID, &x.ErasedAt, &x.RequestedBy, &x.GoneBy)
+		err := r.Scan(&x.ID, &x.ErasedAt, &x.RequestedBy, &x.GoneBy, &x.GoneFromSnapshots)
 		return x, err
 	})
 	if err != nil {
@@ -212,11 +221,11 @@ func runErasures(ctx context.Context, e env, args []string) error {
 		}
 		return json.NewEncoder(e.stdout).Encode(list)
 	}
-	fmt.Fprintf(e.stdout, "%d erasure(s) still inside the %s replica window (their data may remain in Litestream history until the time shown)\n", len(list), window)
+	fmt.Fprintf(e.stdout, "%d erasure(s) still inside the %s replica window or the %s of volume snapshots (their data may remain in Litestream history, and in Fly volume snapshots taken before the erasure, until the times shown)\n", len(list), window, snapshots)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOMBSTONE\tERASED AT\tBY\tGONE FROM REPLICAS BY")
+	fmt.Fprintln(tw, "TOMBSTONE\tERASED AT\tBY\tGONE FROM REPLICAS BY\tGONE FROM SNAPSHOTS BY")
 	for _, x := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", x.ID, x.ErasedAt.Format(time.RFC3339), x.RequestedBy, x.GoneBy.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", x.ID, x.ErasedAt.Format(time.RFC3339), x.RequestedBy, x.GoneBy.Format(time.RFC3339), x.GoneFromSnapshots.Format(time.RFC3339))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
