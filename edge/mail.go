@@ -22,6 +22,7 @@ func (n *Node) openMail(cfg *config.Config, tokens *token.Keys, log *slog.Logger
 		return fmt.Errorf("mail: %w", err)
 	}
 	n.Mail = d
+	n.onRelease(func() error { d.Close(); return nil })
 	n.AddWorker(d)
 	n.Metrics.AddSource(d.Samples)
 	return nil

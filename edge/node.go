@@ -139,6 +139,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		return nil, err
 	}
 	if n.challengePuller != nil {
+		puller := n.challengePuller
+		n.onRelease(func() error { puller.Close(); return nil })
 		n.AddWorker(n.challengePuller)
 	}
 	n.Metrics.AddSource(n.challengeSamples)

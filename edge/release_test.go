@@ -42,8 +42,9 @@ func waitPools(t *testing.T, want int, what string) {
 }
 
 // Whatever Open opened is closed when Open fails halfway, and by Close on
-// a node that never ran: the drain, tombstone, image dispatcher and image
-// API pools, which used to be closed only inside their workers' Run.
+// a node that never ran: the drain, tombstone, image dispatcher, image
+// API, webhook, mail and challenge-settings pools, which used to be closed
+// only inside their workers' Run.
 func TestOpenAndCloseReleasePools(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	env := map[string]string{
@@ -51,6 +52,7 @@ func TestOpenAndCloseReleasePools(t *testing.T) {
 		"MAILSLOT_IMAGE_PROVIDER": "replicate", "MAILSLOT_IMAGE_REPLICATE_TOKEN": "r8_test",
 		"MAILSLOT_IMAGE_FACES_MODEL": "owner/faces", "MAILSLOT_IMAGE_CAPTION_MODEL": "owner/caption",
 		"MAILSLOT_IMAGE_REPLICATE_URL": "https://replicate.invalid",
+		"MAILSLOT_SMTP_URL":            "smtp://127.0.0.1:1?starttls=off",
 	}
 	log := slog.New(slog.DiscardHandler)
 	// Earlier tests' nodes close their pools as they stop; start from none.
@@ -80,8 +82,8 @@ func TestOpenAndCloseReleasePools(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := openPools(); got != before+5 {
-			t.Errorf("an open node holds %d pools, want 5 (drain, tombstones, dispatcher, image API, webhooks)", got-before)
+		if got := openPools(); got != before+7 {
+			t.Errorf("an open node holds %d pools, want 7 (drain, tombstones, image dispatcher, image API, webhooks, mail, challenge settings)", got-before)
 		}
 		if err := n.Close(); err != nil {
 			t.Fatalf("close: %v", err)

@@ -136,10 +136,15 @@ func (o *Outbox) Erase(ctx context.Context, emailHMAC []byte, upTo time.Time) (i
 		n, err = erase(ctx, tx, emailHMAC, upTo)
 		return err
 	})
-	if err == nil && n > 0 {
+	// On an error the job may still run later in the writer (the caller's
+	// context ended first): its results are not ours to read.
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
 		o.checkpointErased(ctx)
 	}
-	return n, err
+	return n, nil
 }
 
 // ApplyTombstones erases each tombstone's rows and advances the pull cursor
@@ -176,10 +181,15 @@ func (o *Outbox) ApplyTombstones(ctx context.Context, ts []Tombstone) (int64, er
 		}
 		return nil
 	})
-	if err == nil && total > 0 {
+	// On an error the job may still run later in the writer (the caller's
+	// context ended first): its results are not ours to read.
+	if err != nil {
+		return 0, err
+	}
+	if total > 0 {
 		o.checkpointErased(ctx)
 	}
-	return total, err
+	return total, nil
 }
 
 // retryBatch bounds the failed tombstones one RetryTombstones call takes.
@@ -212,10 +222,15 @@ func (o *Outbox) RetryTombstones(ctx context.Context, now time.Time) (applied in
 		rows, applied, err = applyEach(ctx, tx, ts, now)
 		return err
 	})
-	if err == nil && rows > 0 {
+	// On an error the job may still run later in the writer (the caller's
+	// context ended first): its results are not ours to read.
+	if err != nil {
+		return 0, 0, err
+	}
+	if rows > 0 {
 		o.checkpointErased(ctx)
 	}
-	return applied, rows, err
+	return applied, rows, nil
 }
 
 // TombstoneFailure is a tombstone whose scrub failed here and waits to be
@@ -395,10 +410,15 @@ func (o *Outbox) EraseAndRecord(ctx context.Context, emailHMAC []byte, rec Recor
 	if err == nil && seq > o.lastSeq.Load() {
 		o.lastSeq.Store(seq)
 	}
-	if err == nil && n > 0 {
+	// On an error the job may still run later in the writer (the caller's
+	// context ended first): its results are not ours to read.
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
 		o.checkpointErased(ctx)
 	}
-	return n, err
+	return n, nil
 }
 
 // SetErasureCheckpoint makes f, not the outbox, checkpoint the WAL after

@@ -325,7 +325,7 @@ func TestPoWThroughHandler(t *testing.T) {
 	if w, _ := getChallenge(t, ce.Public, "open"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"kind":"none"`) {
 		t.Errorf("open: %d %s", w.Code, w.Body)
 	}
-	if w, _ := getChallenge(t, ce.Public, "a b"); w.Code != http.StatusBadRequest {
+	if w, _ := getChallenge(t, ce.Public, "a b"); w.Code != http.StatusUnprocessableEntity {
 		t.Errorf("bad property: %d %s", w.Code, w.Body)
 	}
 }

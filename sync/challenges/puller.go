@@ -153,3 +153,7 @@ func (p *Puller) Status() Status {
 	}
 	return s
 }
+
+// Close releases the puller's pool; Run closes it too, and closing twice
+// is harmless. A node that never ran calls it.
+func (p *Puller) Close() { p.pool.Close() }

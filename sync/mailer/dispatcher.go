@@ -521,3 +521,7 @@ func (tc *templateCache) get(p *Property) (*mail.Templates, error) {
 	tc.m[p.Property] = cachedTemplates{at: p.UpdatedAt, tpl: tpl}
 	return tpl, nil
 }
+
+// Close releases the dispatcher's pool; Run closes it too, and closing
+// twice is harmless. A node that never ran calls it.
+func (d *Dispatcher) Close() { d.pool.Close() }
