@@ -245,13 +245,13 @@ CREATE TABLE mailslot.rollup_lead_pages (
     day         date   NOT NULL,
     property    text   NOT NULL,
     page        text   NOT NULL, -- '' when the sign-up named none
-    signups     bigint NOT NULL,
-    confirmed   bigint NOT NULL,
-    unconfirmed bigint NOT NULL,
-    withdrawn   bigint NOT NULL,
-    suppressed  bigint NOT NULL,
-    pending     bigint NOT NULL,
-    implied     bigint NOT NULL
+    signups     integer NOT NULL,
+    confirmed   integer NOT NULL,
+    unconfirmed integer NOT NULL,
+    withdrawn   integer NOT NULL,
+    suppressed  integer NOT NULL,
+    pending     integer NOT NULL,
+    implied     integer NOT NULL
 );
 CREATE INDEX rollup_lead_pages_day ON mailslot.rollup_lead_pages (day, property);
 
@@ -265,11 +265,11 @@ CREATE TABLE mailslot.rollup_lead_campaigns (
     last_source    text   NOT NULL,
     last_medium    text   NOT NULL,
     last_campaign  text   NOT NULL,
-    signups        bigint NOT NULL,
-    confirmed      bigint NOT NULL,
-    unconfirmed    bigint NOT NULL,
-    withdrawn      bigint NOT NULL,
-    suppressed     bigint NOT NULL
+    signups        integer NOT NULL,
+    confirmed      integer NOT NULL,
+    unconfirmed    integer NOT NULL,
+    withdrawn      integer NOT NULL,
+    suppressed     integer NOT NULL
 );
 CREATE INDEX rollup_lead_campaigns_day ON mailslot.rollup_lead_campaigns (day, property);
 
@@ -278,14 +278,18 @@ CREATE TABLE mailslot.rollup_events (
     day           date   NOT NULL,
     property      text   NOT NULL,
     page          text   NOT NULL,
-    page_views    bigint NOT NULL,
-    form_submits  bigint NOT NULL,
-    form_accepted bigint NOT NULL,
-    clicks        bigint NOT NULL,
-    custom        bigint NOT NULL
+    page_views    integer NOT NULL,
+    form_submits  integer NOT NULL,
+    form_accepted integer NOT NULL,
+    clicks        integer NOT NULL,
+    custom        integer NOT NULL
 );
 CREATE INDEX rollup_events_day ON mailslot.rollup_events (day, property);
 
+-- (The clean parts below use NOT IN, not NOT EXISTS: both sides are NOT
+-- NULL, and NOT IN becomes one hashed lookup per rollup row where NOT
+-- EXISTS became a rescan of the mark table per row.)
+--
 -- The live parts read leads by property and first sign-up time; the
 -- consent report reads implied leads by when consent was implied.
 CREATE INDEX leads_property_first_seen ON mailslot.leads (property, first_seen_at);
@@ -326,16 +330,16 @@ FROM mailslot.leads l;
 CREATE VIEW mailslot.lead_page_cells AS
 SELECT r.day, r.property, r.page, r.signups, r.confirmed, r.unconfirmed, r.withdrawn, r.suppressed, r.pending, r.implied
 FROM mailslot.rollup_lead_pages r
-WHERE NOT EXISTS (SELECT 1 FROM mailslot.rollup_dirty d WHERE d.kind = 'lead' AND d.day = r.day AND d.property = r.property)
+WHERE (r.day, r.property) NOT IN (SELECT d.day, d.property FROM mailslot.rollup_dirty d WHERE d.kind = 'lead')
 UNION ALL
 SELECT s.day, s.property, s.first_page,
-       count(*),
-       count(*) FILTER (WHERE s.confirmed),
-       count(*) FILTER (WHERE NOT s.confirmed AND NOT s.withdrawn),
-       count(*) FILTER (WHERE s.withdrawn),
-       count(*) FILTER (WHERE s.suppressed),
-       count(*) FILTER (WHERE s.pending),
-       count(*) FILTER (WHERE s.implied)
+       count(*)::integer,
+       count(*) FILTER (WHERE s.confirmed)::integer,
+       count(*) FILTER (WHERE NOT s.confirmed AND NOT s.withdrawn)::integer,
+       count(*) FILTER (WHERE s.withdrawn)::integer,
+       count(*) FILTER (WHERE s.suppressed)::integer,
+       count(*) FILTER (WHERE s.pending)::integer,
+       count(*) FILTER (WHERE s.implied)::integer
 FROM (SELECT DISTINCT day, property FROM mailslot.rollup_dirty WHERE kind = 'lead') d
 JOIN mailslot.lead_states s ON s.property = d.property
  AND s.first_seen_at >= d.day::timestamp AT TIME ZONE 'UTC' AND s.first_seen_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
@@ -345,14 +349,14 @@ CREATE VIEW mailslot.lead_campaign_cells AS
 SELECT r.day, r.property, r.first_source, r.first_medium, r.first_campaign, r.last_source, r.last_medium, r.last_campaign,
        r.signups, r.confirmed, r.unconfirmed, r.withdrawn, r.suppressed
 FROM mailslot.rollup_lead_campaigns r
-WHERE NOT EXISTS (SELECT 1 FROM mailslot.rollup_dirty d WHERE d.kind = 'lead' AND d.day = r.day AND d.property = r.property)
+WHERE (r.day, r.property) NOT IN (SELECT d.day, d.property FROM mailslot.rollup_dirty d WHERE d.kind = 'lead')
 UNION ALL
 SELECT s.day, s.property, s.first_source, s.first_medium, s.first_campaign, s.last_source, s.last_medium, s.last_campaign,
-       count(*),
-       count(*) FILTER (WHERE s.confirmed),
-       count(*) FILTER (WHERE NOT s.confirmed AND NOT s.withdrawn),
-       count(*) FILTER (WHERE s.withdrawn),
-       count(*) FILTER (WHERE s.suppressed)
+       count(*)::integer,
+       count(*) FILTER (WHERE s.confirmed)::integer,
+       count(*) FILTER (WHERE NOT s.confirmed AND NOT s.withdrawn)::integer,
+       count(*) FILTER (WHERE s.withdrawn)::integer,
+       count(*) FILTER (WHERE s.suppressed)::integer
 FROM (SELECT DISTINCT day, property FROM mailslot.rollup_dirty WHERE kind = 'lead') d
 JOIN mailslot.lead_states s ON s.property = d.property
  AND s.first_seen_at >= d.day::timestamp AT TIME ZONE 'UTC' AND s.first_seen_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
@@ -363,14 +367,14 @@ GROUP BY s.day, s.property, s.first_source, s.first_medium, s.first_campaign, s.
 CREATE VIEW mailslot.event_cells AS
 SELECT r.day, r.property, r.page, r.page_views, r.form_submits, r.form_accepted, r.clicks, r.custom
 FROM mailslot.rollup_events r
-WHERE NOT EXISTS (SELECT 1 FROM mailslot.rollup_dirty d WHERE d.kind = 'event' AND d.day = r.day AND d.property = r.property)
+WHERE (r.day, r.property) NOT IN (SELECT d.day, d.property FROM mailslot.rollup_dirty d WHERE d.kind = 'event')
 UNION ALL
 SELECT (e.received_at AT TIME ZONE 'UTC')::date, e.property, coalesce(e.payload ->> 'page', ''),
-       count(*) FILTER (WHERE e.type = 'page_view'),
-       count(*) FILTER (WHERE e.type = 'form_submit'),
-       count(*) FILTER (WHERE e.type = 'form_submit' AND e.payload -> 'props' ->> 'outcome' = 'accepted'),
-       count(*) FILTER (WHERE e.type = 'click'),
-       count(*) FILTER (WHERE e.type = 'custom')
+       count(*) FILTER (WHERE e.type = 'page_view')::integer,
+       count(*) FILTER (WHERE e.type = 'form_submit')::integer,
+       count(*) FILTER (WHERE e.type = 'form_submit' AND e.payload -> 'props' ->> 'outcome' = 'accepted')::integer,
+       count(*) FILTER (WHERE e.type = 'click')::integer,
+       count(*) FILTER (WHERE e.type = 'custom')::integer
 FROM (SELECT DISTINCT day, property FROM mailslot.rollup_dirty WHERE kind = 'event') d
 JOIN mailslot.events e ON e.property = d.property
  AND e.received_at >= d.day::timestamp AT TIME ZONE 'UTC' AND e.received_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
@@ -491,26 +495,26 @@ REVOKE ALL ON FUNCTION mailslot.refresh_reports() FROM PUBLIC;
 
 -- The rollups start from what is already stored.
 INSERT INTO mailslot.rollup_lead_pages
-SELECT day, property, first_page, count(*),
-       count(*) FILTER (WHERE confirmed), count(*) FILTER (WHERE NOT confirmed AND NOT withdrawn),
-       count(*) FILTER (WHERE withdrawn), count(*) FILTER (WHERE suppressed),
-       count(*) FILTER (WHERE pending), count(*) FILTER (WHERE implied)
+SELECT day, property, first_page, count(*)::integer,
+       count(*) FILTER (WHERE confirmed)::integer, count(*) FILTER (WHERE NOT confirmed AND NOT withdrawn)::integer,
+       count(*) FILTER (WHERE withdrawn)::integer, count(*) FILTER (WHERE suppressed)::integer,
+       count(*) FILTER (WHERE pending)::integer, count(*) FILTER (WHERE implied)::integer
 FROM mailslot.lead_states GROUP BY day, property, first_page;
 
 INSERT INTO mailslot.rollup_lead_campaigns
-SELECT day, property, first_source, first_medium, first_campaign, last_source, last_medium, last_campaign, count(*),
-       count(*) FILTER (WHERE confirmed), count(*) FILTER (WHERE NOT confirmed AND NOT withdrawn),
-       count(*) FILTER (WHERE withdrawn), count(*) FILTER (WHERE suppressed)
+SELECT day, property, first_source, first_medium, first_campaign, last_source, last_medium, last_campaign, count(*)::integer,
+       count(*) FILTER (WHERE confirmed)::integer, count(*) FILTER (WHERE NOT confirmed AND NOT withdrawn)::integer,
+       count(*) FILTER (WHERE withdrawn)::integer, count(*) FILTER (WHERE suppressed)::integer
 FROM mailslot.lead_states
 GROUP BY day, property, first_source, first_medium, first_campaign, last_source, last_medium, last_campaign;
 
 INSERT INTO mailslot.rollup_events
 SELECT (received_at AT TIME ZONE 'UTC')::date, property, coalesce(payload ->> 'page', ''),
-       count(*) FILTER (WHERE type = 'page_view'),
-       count(*) FILTER (WHERE type = 'form_submit'),
-       count(*) FILTER (WHERE type = 'form_submit' AND payload -> 'props' ->> 'outcome' = 'accepted'),
-       count(*) FILTER (WHERE type = 'click'),
-       count(*) FILTER (WHERE type = 'custom')
+       count(*) FILTER (WHERE type = 'page_view')::integer,
+       count(*) FILTER (WHERE type = 'form_submit')::integer,
+       count(*) FILTER (WHERE type = 'form_submit' AND payload -> 'props' ->> 'outcome' = 'accepted')::integer,
+       count(*) FILTER (WHERE type = 'click')::integer,
+       count(*) FILTER (WHERE type = 'custom')::integer
 FROM mailslot.events GROUP BY 1, 2, 3;
 
 -------------------------------------------------------------------------------
@@ -547,10 +551,10 @@ SELECT day, property, nullif(page, '') AS page,
        round(signups::numeric / nullif(page_views, 0), 4) AS signup_rate,
        round(confirmed::numeric / nullif(signups, 0), 4) AS confirm_rate
 FROM (SELECT day, property, page,
-             sum(page_views)::bigint AS page_views, sum(form_submits)::bigint AS form_submits,
-             sum(form_accepted)::bigint AS form_accepted,
-             sum(signups)::bigint AS signups, sum(confirmed)::bigint AS confirmed
-      FROM (SELECT day, property, page, page_views, form_submits, form_accepted, 0::bigint AS signups, 0::bigint AS confirmed
+             sum(page_views)::integer AS page_views, sum(form_submits)::integer AS form_submits,
+             sum(form_accepted)::integer AS form_accepted,
+             sum(signups)::integer AS signups, sum(confirmed)::integer AS confirmed
+      FROM (SELECT day, property, page, page_views, form_submits, form_accepted, 0 AS signups, 0 AS confirmed
             FROM mailslot.event_cells
             UNION ALL
             SELECT day, property, page, 0, 0, 0, signups, confirmed

@@ -28,7 +28,7 @@ type (
 	moneyValue struct{ p *float64 }
 )
 
-func rate(p *float64) rateValue { return rateValue{p} }
+func rate(p *float64) rateValue  { return rateValue{p} }
 func money(v float64) moneyValue { return moneyValue{&v} }
 func optMoney(p *float64) moneyValue {
 	return moneyValue{p}
