@@ -521,7 +521,7 @@ FROM mailslot.events GROUP BY 1, 2, 3;
 -- 3. Report views: aggregates only, no email, no hash, no name, no IP
 -------------------------------------------------------------------------------
 --
--- These names and columns are a contract (docs/REPORTS.md). A value the
+-- These names and columns are a contract (internal/report/README.md). A value the
 -- visitor did not give (no UTM, no page) is NULL. Rates are NULL when
 -- their denominator is zero.
 
