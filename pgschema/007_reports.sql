@@ -290,6 +290,11 @@ CREATE INDEX rollup_events_day ON mailslot.rollup_events (day, property);
 -- NULL, and NOT IN becomes one hashed lookup per rollup row where NOT
 -- EXISTS became a rescan of the mark table per row.)
 --
+-- The live parts join each dirty pair both ways: by the time range, so a
+-- few pairs are an index range each, and by the day itself, so that many
+-- pairs (a refresh after a long pause) are one hash join rather than every
+-- row compared with every pair of its property.
+--
 -- The live parts read leads by property and first sign-up time; the
 -- consent report reads implied leads by when consent was implied.
 CREATE INDEX leads_property_first_seen ON mailslot.leads (property, first_seen_at);
@@ -341,7 +346,7 @@ SELECT s.day, s.property, s.first_page,
        count(*) FILTER (WHERE s.pending)::integer,
        count(*) FILTER (WHERE s.implied)::integer
 FROM (SELECT DISTINCT day, property FROM mailslot.rollup_dirty WHERE kind = 'lead') d
-JOIN mailslot.lead_states s ON s.property = d.property
+JOIN mailslot.lead_states s ON s.property = d.property AND s.day = d.day
  AND s.first_seen_at >= d.day::timestamp AT TIME ZONE 'UTC' AND s.first_seen_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
 GROUP BY s.day, s.property, s.first_page;
 
@@ -358,7 +363,7 @@ SELECT s.day, s.property, s.first_source, s.first_medium, s.first_campaign, s.la
        count(*) FILTER (WHERE s.withdrawn)::integer,
        count(*) FILTER (WHERE s.suppressed)::integer
 FROM (SELECT DISTINCT day, property FROM mailslot.rollup_dirty WHERE kind = 'lead') d
-JOIN mailslot.lead_states s ON s.property = d.property
+JOIN mailslot.lead_states s ON s.property = d.property AND s.day = d.day
  AND s.first_seen_at >= d.day::timestamp AT TIME ZONE 'UTC' AND s.first_seen_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
 GROUP BY s.day, s.property, s.first_source, s.first_medium, s.first_campaign, s.last_source, s.last_medium, s.last_campaign;
 
@@ -376,7 +381,7 @@ SELECT (e.received_at AT TIME ZONE 'UTC')::date, e.property, coalesce(e.payload 
        count(*) FILTER (WHERE e.type = 'click')::integer,
        count(*) FILTER (WHERE e.type = 'custom')::integer
 FROM (SELECT DISTINCT day, property FROM mailslot.rollup_dirty WHERE kind = 'event') d
-JOIN mailslot.events e ON e.property = d.property
+JOIN mailslot.events e ON e.property = d.property AND (e.received_at AT TIME ZONE 'UTC')::date = d.day
  AND e.received_at >= d.day::timestamp AT TIME ZONE 'UTC' AND e.received_at < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
 GROUP BY 1, 2, 3;
 
