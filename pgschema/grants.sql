@@ -31,6 +31,19 @@ BEGIN
         GRANT SELECT ON mailslot.properties TO mailslot_edge;
         -- Bot challenges: every edge pulls the per-property settings.
         GRANT SELECT ON mailslot.property_challenges TO mailslot_edge;
+        -- Reports (011): the sync creates next months' event partitions
+        -- and folds report marks into the rollups; both functions run as
+        -- the schema owner.
+        GRANT EXECUTE ON FUNCTION mailslot.ensure_event_partitions(date, integer) TO mailslot_edge;
+        GRANT EXECUTE ON FUNCTION mailslot.refresh_reports() TO mailslot_edge;
+    END IF;
+    -- Dashboards and BI tools read the report views and nothing else: no
+    -- table, no address, no hash (the views run with their owner's
+    -- rights, so the role needs no grant on what they read).
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'mailslot_reporting') THEN
+        GRANT USAGE ON SCHEMA mailslot TO mailslot_reporting;
+        GRANT SELECT ON mailslot.report_signups_daily, mailslot.report_funnel_daily,
+                        mailslot.report_consent, mailslot.report_images_monthly TO mailslot_reporting;
     END IF;
 END
 $$;
