@@ -505,7 +505,7 @@ func TestRollupFollowsChanges(t *testing.T) {
 	}
 	// bob confirms; ann unsubscribes (the sync's withdrawal and suppression).
 	steps := []string{
-		`UPDATE mailslot.leads SET consent_basis = 'express', express_at = now(), confirmed_at = now() WHERE email = 'bob@fixture.example'`,
+		`UPDATE mailslot.leads SET consent_basis = 'express', express_at = now(), confirmed_at = now(), confirm_issued_at = now() WHERE email = 'bob@fixture.example'`,
 		`UPDATE mailslot.leads SET withdrawn_at = now() + interval '1 second' WHERE email = 'ann@fixture.example'`,
 	}
 	for _, s := range steps {

@@ -65,8 +65,8 @@ func InsertLead(tb testing.TB, db *pgxpool.Pool, l Lead) int64 {
 	var id int64
 	err := db.QueryRow(ctx, `
 		INSERT INTO mailslot.leads (property, email, email_hmac, name, consent_basis, express_at, implied_at, withdrawn_at,
-		    confirmed_at, first_seen_at, first_utm, first_page, last_seen_at, last_utm, last_page)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $10, $13::jsonb, $12)
+		    confirmed_at, confirm_issued_at, first_seen_at, first_utm, first_page, last_seen_at, last_utm, last_page)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11::jsonb, $12, $10, $13::jsonb, $12)
 		RETURNING id`,
 		l.Property, l.Email, Hash(l.Email), nullText(l.Name), l.Basis, nullTime(l.ExpressAt), nullTime(l.ImpliedAt),
 		nullTime(l.WithdrawnAt), nullTime(l.ConfirmedAt), l.FirstSeen, l.First.json(), nullText(l.Page), l.Last.json()).Scan(&id)
@@ -135,12 +135,13 @@ func Bulk(tb testing.TB, db *pgxpool.Pool, leads, events int) {
 	}{
 		{"leads", `
 			INSERT INTO mailslot.leads (property, email, email_hmac, consent_basis, express_at, implied_at, withdrawn_at,
-			    confirmed_at, first_seen_at, first_utm, first_page, last_seen_at, last_utm, last_page)
+			    confirmed_at, confirm_issued_at, first_seen_at, first_utm, first_page, last_seen_at, last_utm, last_page)
 			SELECT 'p' || (g % 3) || '.example', 'bulk' || g || '@bulk.example', sha256(('bulk' || g)::bytea),
 			       CASE WHEN g % 10 < 3 THEN 'pending' WHEN g % 10 < 4 THEN 'implied' ELSE 'express' END,
 			       CASE WHEN g % 10 >= 4 THEN t END,
 			       CASE WHEN g % 10 = 3 THEN t END,
 			       CASE WHEN g % 20 = 19 THEN t + interval '3 days' END,
+			       CASE WHEN g % 10 >= 5 THEN t + interval '1 hour' END,
 			       CASE WHEN g % 10 >= 5 THEN t + interval '1 hour' END,
 			       t,
 			       jsonb_build_object('source', 's' || (g % 5), 'medium', 'm' || (g % 3), 'campaign', 'c' || (g % 10)),
