@@ -25,6 +25,7 @@ func writeMailSummary(ctx context.Context, e env, conn *pgx.Conn) error {
 	if c.Queued+c.Sending+c.Sent+c.Failed+c.Dead+c.Uncertain+c.Skipped+c.Cancelled == 0 {
 		return nil
 	}
+	fmt.Fprintln(e.stdout) // a blank line ends the node table
 	fmt.Fprintln(e.stdout, mailSummaryLine(c))
 	if c.Uncertain > 0 {
 		fmt.Fprintf(e.stdout, "mail: %d uncertain: the server may have taken them; see mailslotctl mail list --state uncertain\n", c.Uncertain)
