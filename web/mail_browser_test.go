@@ -111,13 +111,20 @@ func TestDoubleOptInInBrowser(t *testing.T) {
 	if h1 := run(t, ctx, "read the heading", chromedp.Text(chromedp.CSS("h1"))); h1 != "Confirm your subscription" {
 		t.Errorf("confirm page heading = %q", h1)
 	}
-	do(t, ctx, 30*time.Second, "press the button",
-		chromedp.Click(chromedp.CSS(`form[method=post] button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS("h1")),
-	)
-	testsync.Until(t, 30*time.Second, "the done page", func() bool {
-		return run(t, ctx, "read the heading", chromedp.Text(chromedp.CSS("h1"))) == "Subscription confirmed"
-	})
+	// RunResponse waits for the navigation the button's post makes.
+	pressCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	resp, err := chromedp.RunResponse(pressCtx, chromedp.Click(chromedp.CSS(`form[method=post] button[type=submit]`)))
+	cancel()
+	if err != nil {
+		t.Fatalf("press the button: %v", err)
+	}
+	if resp.Status != http.StatusOK {
+		t.Fatalf("the button's post answered %d", resp.Status)
+	}
+	do(t, ctx, 30*time.Second, "show the done page", chromedp.WaitNotPresent(chromedp.CSS("form")))
+	if h1 := run(t, ctx, "read the heading", chromedp.Text(chromedp.CSS("h1"))); h1 != "Subscription confirmed" {
+		t.Fatalf("after the button the page says %q, want Subscription confirmed", h1)
+	}
 	testsync.UntilState(t, 30*time.Second, "the lead confirmed in Postgres", func() (bool, string) {
 		s := leadState(email)
 		return s == "express true", s
@@ -159,14 +166,14 @@ func TestDoubleOptInInBrowser(t *testing.T) {
 
 	// RFC 8058: the mail provider POSTs the URL with this body, no cookies,
 	// no page.
-	resp, err := http.Post(unsubURL, "application/x-www-form-urlencoded",
+	oneClick, err := http.Post(unsubURL, "application/x-www-form-urlencoded",
 		strings.NewReader(url.Values{"List-Unsubscribe": {"One-Click"}}.Encode()))
 	if err != nil {
 		t.Fatalf("one-click unsubscribe: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("one-click unsubscribe: %d", resp.StatusCode)
+	oneClick.Body.Close()
+	if oneClick.StatusCode != http.StatusOK {
+		t.Fatalf("one-click unsubscribe: %d", oneClick.StatusCode)
 	}
 	testsync.UntilState(t, 30*time.Second, "the lead withdrawn in Postgres", func() (bool, string) {
 		s := leadState(email)
