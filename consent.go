@@ -11,6 +11,14 @@ const (
 // ConsentWithdrawn is the status an unsubscribe records.
 const ConsentWithdrawn = "withdrawn"
 
+// Sources of the unsubscribes that mail feedback makes (a hard bounce or a
+// spam complaint reported by the ESP): the sync tells them apart from the
+// person's own withdrawal by these (webhook reasons bounced, complained).
+const (
+	SourceHardBounce = "hard_bounce"
+	SourceComplaint  = "complaint"
+)
+
 // ConsentChange is a confirmation or an unsubscribe as the outbox stores
 // it. The address is in the row's email_hmac column only.
 type ConsentChange struct {

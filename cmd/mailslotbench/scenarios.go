@@ -86,6 +86,7 @@ var scenarios = []scenario{
 		Run: signups(signupCase{form: true, serverCPUs: "0", loadCPU: 1, env: []string{"GOMAXPROCS=1"}})},
 	{Name: "onecore-nogc-gomaxprocs1", About: "JSON, server on CPU 0, GOMAXPROCS=1, one fsync per request",
 		Run: signups(signupCase{serverCPUs: "0", loadCPU: 1, env: []string{"GOMAXPROCS=1", "MAILSLOT_GROUP_COMMIT=off"}})},
+	mailThroughputScenario, mailLatencyScenario, // mail.go
 }
 
 // Sign-up bodies: a realistic sign-up with consent, policy version, page and

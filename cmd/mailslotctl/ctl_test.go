@@ -28,6 +28,9 @@ import (
 func columns(out string) [][]string {
 	var rows [][]string
 	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if line == "" { // the node table ends; the summaries (mail, …) follow
+			break
+		}
 		rows = append(rows, regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), -1))
 	}
 	return rows

@@ -152,6 +152,9 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := writeWebhookSummary(ctx, e, conn); err != nil {
 		return err
 	}
+	if err := writeMailSummary(ctx, e, conn); err != nil {
+		return err
+	}
 	return writeImageSummary(ctx, e, cfg, conn)
 }
 

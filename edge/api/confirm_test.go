@@ -24,6 +24,9 @@ func TestConfirmAndErasureRefuseCrossSitePosts(t *testing.T) {
 		{"erasure from another origin", eraseOf, []string{"Origin", "https://evil.example"}, http.StatusForbidden},
 		{"confirm from its own page", confirmOf, []string{"Origin", "http://example.com", "Sec-Fetch-Site", "same-origin"}, http.StatusOK},
 		{"confirm without browser headers", confirmOf, nil, http.StatusOK},
+		// The link page is no-referrer, so Chromium posts its button with
+		// Origin: null; its Sec-Fetch-Site still says same-origin.
+		{"confirm from its own no-referrer page", confirmOf, []string{"Origin", "null", "Sec-Fetch-Site", "same-origin"}, http.StatusOK},
 		// A withdrawal only ever stops mail, and RFC 8058 posts come from
 		// mail providers: unsubscribing stays open to any sender.
 		{"unsubscribe from another origin", unsubscribeOf, []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusOK},

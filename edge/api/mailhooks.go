@@ -39,12 +39,6 @@ import (
 // the address hash): without Postgres it answers 503, and Resend delivers
 // again later.
 
-// Sources recorded on consent changes that ESP feedback makes.
-const (
-	sourceBounce    = "hard_bounce"
-	sourceComplaint = "complaint"
-)
-
 // maxResendWebhookBody bounds a Resend event: a few hundred bytes of JSON
 // with the message's headers and tags at most.
 const maxResendWebhookBody = 64 << 10
@@ -114,9 +108,9 @@ func (h *mailHooks) resend(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ignored"})
 		return
 	}
-	kind, source := "bounce", sourceBounce
+	kind, source := "bounce", mailslot.SourceHardBounce
 	if fb.Kind == mail.Complaint {
-		kind, source = "complaint", sourceComplaint
+		kind, source = "complaint", mailslot.SourceComplaint
 	}
 	property, emailHMAC, known, err := h.lookup(c.Request.Context(), fb.EmailID, kind)
 	if err != nil {

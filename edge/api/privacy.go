@@ -212,11 +212,17 @@ func tokenIssuedAt(c token.Claims, ttl time.Duration) time.Time {
 // crossSite reports whether a browser sent the request from a page on
 // another site: Sec-Fetch-Site says so, or an Origin whose host is neither
 // the edge's public host nor the host the request was sent to. Requests
-// with neither header (mail clients, curl) pass.
+// with neither header (mail clients, curl) pass. A browser's own
+// Sec-Fetch-Site of same-origin (or none: typed or bookmarked) settles it
+// before Origin is looked at, because the link pages are served with
+// Referrer-Policy: no-referrer and Chromium then sends their button's
+// post with Origin: null.
 func crossSite(c *gin.Context, publicURL string) bool {
 	switch c.GetHeader("Sec-Fetch-Site") {
 	case "cross-site", "same-site":
 		return true
+	case "same-origin", "none":
+		return false
 	}
 	origin := c.GetHeader("Origin")
 	if origin == "" {

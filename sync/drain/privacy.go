@@ -260,11 +260,11 @@ func queueControl(b *pgx.Batch, nodeID string, c controlRow) {
 	switch ch.Action {
 	case mailslot.ActionConfirm:
 		b.Queue(confirmSQL, ch.Property, r.EmailHMAC, r.ReceivedAt, issued)
-		queueConsentEvent(b, webhook.LeadConfirmed, ch.Property, r.EmailHMAC, r.ReceivedAt)
+		queueConsentEvent(b, webhook.LeadConfirmed, ch.Property, ch.Source, r.EmailHMAC, r.ReceivedAt)
 	case mailslot.ActionUnsubscribe:
 		b.Queue(unsubscribeSQL, ch.Property, r.EmailHMAC, r.ReceivedAt)
 		b.Queue(suppressSQL, r.EmailHMAC, ch.Property, "unsubscribed", r.ReceivedAt)
-		queueConsentEvent(b, webhook.LeadUnsubscribed, ch.Property, r.EmailHMAC, r.ReceivedAt)
+		queueConsentEvent(b, webhook.LeadUnsubscribed, ch.Property, ch.Source, r.EmailHMAC, r.ReceivedAt)
 	}
 }
 

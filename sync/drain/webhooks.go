@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/sync/webhook"
 )
 
@@ -29,16 +30,30 @@ func queueLeadsCreated(b *pgx.Batch, merged []*leadMerge) {
 	_ = webhook.QueueEmit(b, evs...)
 }
 
-// queueConsentEvent queues lead.confirmed or lead.unsubscribed (withdrawn:
-// the person followed the link) after a consent change, as of when the
-// edge received it. A change for a lead that has not synced yet writes
-// nothing: its lead.created will carry the consent it inherits.
-func queueConsentEvent(b *pgx.Batch, t webhook.Type, property string, emailHMAC []byte, at time.Time) {
+// queueConsentEvent queues lead.confirmed or lead.unsubscribed after a
+// consent change, as of when the edge received it. An unsubscribe's
+// reason comes from the change's source (unsubscribeReason). A change for
+// a lead that has not synced yet writes nothing: its lead.created will
+// carry the consent it inherits.
+func queueConsentEvent(b *pgx.Batch, t webhook.Type, property, source string, emailHMAC []byte, at time.Time) {
 	ev := webhook.Event{Type: t, Property: property, EmailHMAC: emailHMAC, At: at}
 	if t == webhook.LeadUnsubscribed {
-		ev.Reason = webhook.ReasonWithdrawn
+		ev.Reason = unsubscribeReason(source)
 	}
 	_ = webhook.QueueEmit(b, ev)
+}
+
+// unsubscribeReason is lead.unsubscribed's reason for a withdrawal from
+// source: bounced or complained when mail feedback made it, withdrawn
+// (the person followed a link or a one-click post) otherwise.
+func unsubscribeReason(source string) string {
+	switch source {
+	case mailslot.SourceHardBounce:
+		return webhook.ReasonBounced
+	case mailslot.SourceComplaint:
+		return webhook.ReasonComplained
+	}
+	return webhook.ReasonWithdrawn
 }
 
 // queueWebhookErasure queues the webhook side of an erasure: scrub the

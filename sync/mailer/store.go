@@ -368,6 +368,12 @@ func (s *Store) finish(ctx context.Context, c claimed, o outcome) (bool, error) 
 	if o.Refund {
 		refund = 1
 	}
+	// The outcome commits without waiting for its WAL flush
+	// (synchronous_commit off for this statement's transaction only): it
+	// is on the send path of every message, and losing it in a crash is
+	// safe, because the claim that set the job sending was flushed: the
+	// job stays sending and is reaped as uncertain, never sent again
+	// without an operator. The next claim's commit flushes it anyway.
 	tag, err := s.db.Exec(ctx, `
 		UPDATE mailslot.mail_jobs
 		SET state = $3, last_error = nullif($4, ''),
@@ -376,6 +382,7 @@ func (s *Store) finish(ctx context.Context, c claimed, o outcome) (bool, error) 
 		    sent_at = CASE WHEN $3 = 'sent' THEN now() ELSE sent_at END,
 		    attempts = attempts - $8,
 		    lease_token = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
+		FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 		WHERE id = $1 AND state = 'sending' AND lease_token = $2::uuid`,
 		c.ID, c.Token, o.State, clip(o.Error, 500), o.MessageID, o.ProviderID, o.Delay.Seconds(), refund)
 	if err != nil {
