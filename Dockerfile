@@ -67,17 +67,21 @@ ARG VERSION=dev
 LABEL org.opencontainers.image.title="mailslot" \
       org.opencontainers.image.description="mailslot edge node" \
       org.opencontainers.image.version="${VERSION}"
-# GOMEMLIMIT is Go's counterpart of `node --max-old-space-size=192` for a
-# 256 MB VM, but it is wider: it counts the whole Go runtime (heap, stacks,
-# GC metadata), not only the heap. 256 MiB minus ~40 MiB for the guest
-# kernel, init and Fly's agents, minus ~16 MiB outside the Go heap (SQLite's
-# page cache in modernc's allocator) leaves ~200 MiB. It is a soft limit: the
-# GC works harder near it instead of the kernel OOM-killing the process; the
-# bounded queues and bodies (DESIGN invariant 5) are what keep us under it.
-# GOGC stays at its default. deploy/oci/compose.yaml raises it for the 1 GB VM.
+# GOMEMLIMIT is Go's counterpart of `node --max-old-space-size` for a 256 MB
+# VM, but it is wider: it counts the whole Go runtime (heap, stacks, GC
+# metadata), not only the heap. The edge keeps its whole resident set within
+# 128 MiB, half the VM, leaving the rest to the guest kernel, init, Fly's
+# agents, the page cache (the outbox's WAL) and Litestream: 128 MiB minus
+# ~40 MiB the limit does not count (the binary's mapped code, ~30 MiB, and
+# SQLite's page caches in modernc's allocator) leaves 80 MiB. The binary
+# sets GOGC=400 under a limit, so the heap grows to the limit under load and
+# the runtime collects there (docs/ARCHITECTURE.md, "Memory"). It is a soft
+# limit: the GC works harder near it instead of the kernel OOM-killing the
+# process; the bounded queues and bodies (DESIGN invariant 5) keep the live
+# heap far below it. deploy/oci/compose.yaml raises it for the 1 GB VM.
 ENV MAILSLOT_ENV=production \
     MAILSLOT_DATA_DIR=/data \
-    GOMEMLIMIT=200MiB
+    GOMEMLIMIT=80MiB
 COPY --from=build-mailslot /out/mailslot /mailslot
 COPY --from=build --chown=65532:65532 /out/data /data
 # distroless "nonroot" (uid/gid 65532); numeric so runtimes can verify

@@ -134,11 +134,13 @@ func ensureProcs(getenv func(string) string, log *slog.Logger) {
 }
 
 // tuneGC trades memory the edge does not need for CPU it does: with GOGC
-// at 400 the collector runs a quarter as often (about 15% less CPU per
-// request in make bench, RSS under load 45 MiB instead of 34), and
-// GOMEMLIMIT — 200MiB in the image — still caps the heap, so under memory
-// pressure the runtime collects as often as it must. An explicit GOGC, or
-// running without a memory limit, keeps Go's default.
+// at 400 the collector runs a quarter as often while the heap is far below
+// GOMEMLIMIT (about 15% less CPU per request in make bench). The limit —
+// 80MiB in the image, so that the whole resident set stays within 128 MiB
+// — caps the heap: under load the heap grows to it and the runtime
+// collects there, as often as the live heap requires, so GOGC=400 costs no
+// memory beyond the limit (docs/ARCHITECTURE.md, "Memory"). An explicit
+// GOGC, or running without a memory limit, keeps Go's default.
 func tuneGC(getenv func(string) string, log *slog.Logger) {
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") == "" {
 		return

@@ -79,8 +79,9 @@ func startServer(ctx context.Context, bin, root string, o serverOpts, extraEnv [
 		"MAILSLOT_NODE_ID=bench",
 		"MAILSLOT_RATE_RPS=0",
 		"MAILSLOT_LOG_LEVEL=info",
-		// As in the production image: the memory cap the edge runs under.
-		"GOMEMLIMIT=200MiB",
+		// As in the production image and fly.toml: the memory cap the edge
+		// runs under (its whole RSS stays within 128 MiB; deploy/).
+		"GOMEMLIMIT=80MiB",
 	)
 	env = append(env, extraEnv...)
 	env = append(env, o.Env...)
