@@ -26,23 +26,10 @@ Every command takes --database-url (default $DATABASE_URL).
 `
 
 func runMail(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, mailUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "list":
-		return mailList(ctx, e, args[1:])
-	case "status":
-		return mailStatus(ctx, e, args[1:])
-	case "retry", "cancel":
-		return mailChange(ctx, e, args[0], args[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, mailUsage)
-		return nil
-	}
-	fmt.Fprint(e.stderr, mailUsage)
-	return fmt.Errorf("%w: unknown mail command %q", errUsage, args[0])
+	return subcommand(ctx, e, "mail", mailUsage, args, map[string]func(context.Context, env, []string) error{
+		"list": mailList, "status": mailStatus,
+		"retry": named("retry", mailChange), "cancel": named("cancel", mailChange),
+	})
 }
 
 func mailList(ctx context.Context, e env, args []string) error {

@@ -36,23 +36,10 @@ Subscriptions live in Postgres: every command takes --database-url (default $DAT
 `
 
 func runWebhooks(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, webhooksUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "add":
-		return webhooksAdd(ctx, e, args[1:])
-	case "list":
-		return webhooksList(ctx, e, args[1:])
-	case "remove", "rotate", "redeliver":
-		return webhooksChange(ctx, e, args[0], args[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, webhooksUsage)
-		return nil
-	}
-	fmt.Fprint(e.stderr, webhooksUsage)
-	return fmt.Errorf("%w: unknown webhooks command %q", errUsage, args[0])
+	return subcommand(ctx, e, "webhooks", webhooksUsage, args, map[string]func(context.Context, env, []string) error{
+		"add": webhooksAdd, "list": webhooksList,
+		"remove": named("remove", webhooksChange), "rotate": named("rotate", webhooksChange), "redeliver": named("redeliver", webhooksChange),
+	})
 }
 
 // webhookPolicy is the receiver URL policy of the fleet's environment:
