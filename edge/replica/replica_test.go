@@ -312,9 +312,9 @@ func TestNodeURL(t *testing.T) {
 		{"file://relative/path", "n1", "", "absolute path"},
 		{"s3:///path", "n1", "", "bucket"},
 		{"gs://bucket/path", "n1", "", "file:// or s3://"},
-		{"file:///r", "../escape", "", "cannot name a replica"},
-		{"file:///r", "a/b", "", "cannot name a replica"},
-		{"file:///r", "", "", "cannot name a replica"},
+		{"file:///r", "../escape", "", "name a replica: node id"},
+		{"file:///r", "a/b", "", "name a replica: node id"},
+		{"file:///r", "", "", "name a replica: node id"},
 	} {
 		got, err := replica.NodeURL(tc.base, tc.node)
 		switch {
