@@ -143,6 +143,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 	}
 	n.Metrics.AddSource(n.challengeSamples)
 	var imageJobs api.ImageJobs
+	var feedback api.MailFeedback
 	if cfg.DatabaseURL != "" {
 		if err := n.openSync(cfg, log); err != nil {
 			return nil, err
@@ -154,7 +155,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 			return nil, err
 		}
 		n.onRelease(func() error { pool.Close(); return nil })
-		imageJobs = images.NewStore(pool)
+		imageJobs = images.NewJobs(pool, cfg.Images)
+		feedback = mailFeedback{databaseURL: cfg.DatabaseURL}
 		if err := n.openWebhooks(cfg, log); err != nil {
 			return nil, err
 		}
@@ -177,15 +179,16 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		return nil, err
 	}
 	n.Server = api.New(api.Options{
-		Config:     cfg,
-		Outbox:     out,
-		Hasher:     pii.NewHasher([]byte(cfg.IPPepper)),
-		Logger:     log,
-		SyncStatus: func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
-		Tokens:     tokens,
-		Metrics:    n.Metrics,
-		Images:     imageJobs,
-		Challenges: n.Challenges,
+		Config:       cfg,
+		Outbox:       out,
+		Hasher:       pii.NewHasher([]byte(cfg.IPPepper)),
+		Logger:       log,
+		SyncStatus:   func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
+		Tokens:       tokens,
+		Metrics:      n.Metrics,
+		Images:       imageJobs,
+		MailFeedback: feedback,
+		Challenges:   n.Challenges,
 	})
 	if rc := n.Server.Rechecker(); rc != nil {
 		n.AddWorker(rc)

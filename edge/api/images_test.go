@@ -68,7 +68,7 @@ func newImageEnv(t *testing.T, overrides map[string]string) *imageEnv {
 	pool := pgtest.Pool(t, dbURL)
 	var jobs ImageJobs
 	if cfg.DatabaseURL != "" {
-		jobs = images.NewStore(pool)
+		jobs = images.NewJobs(pool, cfg.Images)
 	}
 	s := New(Options{Config: cfg, Images: jobs})
 	e := s.engine()

@@ -49,6 +49,9 @@ type Options struct {
 	// Images serves the image endpoints; nil answers them 503 (no
 	// Postgres on this edge).
 	Images ImageJobs
+	// MailFeedback records ESP feedback on mail jobs; nil answers the
+	// ESP's webhook "not configured" (no Postgres on this edge).
+	MailFeedback MailFeedback
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 	// Challenges, when set, enforces each property's bot challenge
@@ -67,6 +70,7 @@ type Server struct {
 	tokens  *token.Keys
 	metrics *metrics.Metrics
 	imgs    *imageAPI
+	mailFB  MailFeedback
 	now     func() time.Time
 	redir   map[string]bool
 	chal    *challenges
@@ -95,6 +99,7 @@ func New(o Options) *Server {
 		metrics: o.Metrics,
 		now:     o.Now,
 		redir:   redir,
+		mailFB:  o.MailFeedback,
 	}
 	s.imgs = newImageAPI(s, o.Images)
 	s.chal = newChallenges(o.Challenges, o.Outbox, o.Logger, o.Config.Challenge.RecheckQueue)

@@ -24,7 +24,6 @@ import (
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/outbox"
-	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/web"
 )
 
@@ -137,10 +136,10 @@ func (s *Server) postLead(c *gin.Context) {
 		return
 	}
 	if req.ImageURL != "" {
-		u, err := images.CheckURL(req.ImageURL, s.cfg.Images.AllowedHosts)
+		u, err := mailslot.CheckImageURL(req.ImageURL, s.cfg.Images.AllowedHosts)
 		if err != nil {
 			code := intake.FieldInvalid
-			var ie *images.InputError
+			var ie *mailslot.FieldError
 			if errors.As(err, &ie) {
 				code = ie.Code
 			}
