@@ -27,7 +27,6 @@ import (
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/outbox"
-	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/challenges"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
@@ -139,6 +138,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		return nil, err
 	}
 	if n.challengePuller != nil {
+		n.onRelease(func() error { n.challengePuller.Close(); return nil })
 		n.AddWorker(n.challengePuller)
 	}
 	n.Metrics.AddSource(n.challengeSamples)
@@ -179,7 +179,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		return nil, err
 	}
 	n.Server = api.New(api.Options{
-		Config:       cfg,
+		Settings:     api.SettingsFrom(cfg),
 		Outbox:       out,
 		Hasher:       pii.NewHasher([]byte(cfg.IPPepper)),
 		Logger:       log,
@@ -376,19 +376,11 @@ func (n *Node) flushReplica(ctx context.Context) error {
 func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
 	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx), Webhooks: n.webhookStatus(ctx), Challenge: n.challengeStatus()}
 	if n.Sync == nil {
-		ob, err := n.Outbox.Stats(ctx)
+		d, err := admin.Disabled(ctx, n.Outbox, n.cfg.NodeID, n.cfg.Region, n.now())
 		if err != nil {
 			return admin.SyncStatus{}, err
 		}
-		st.Status = drain.Status{
-			NodeID: n.cfg.NodeID, Region: n.cfg.Region, State: admin.StateDisabled,
-			Pending: ob.Pending, Quarantined: ob.Quarantined, SyncedRetained: ob.Synced, LastSeq: ob.LastSeq,
-			SchemaRequired: pgschema.Required(),
-		}
-		if ob.OldestPendingAt != nil {
-			st.OldestPendingAgeSeconds = n.now().Sub(*ob.OldestPendingAt).Seconds()
-		}
-		st.Sync = "disabled: DATABASE_URL is not set"
+		st.Status, st.Sync = d.Status, d.Sync
 		return st, nil
 	}
 	var err error

@@ -80,8 +80,8 @@ func TestOpenAndCloseReleasePools(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := openPools(); got != before+5 {
-			t.Errorf("an open node holds %d pools, want 5 (drain, tombstones, dispatcher, image API, webhooks)", got-before)
+		if got := openPools(); got != before+6 {
+			t.Errorf("an open node holds %d pools, want 6 (drain, tombstones, dispatcher, image API, webhooks, challenge settings)", got-before)
 		}
 		if err := n.Close(); err != nil {
 			t.Fatalf("close: %v", err)

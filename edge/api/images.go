@@ -13,7 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/mailslot/mailslot"
-	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
 )
 
@@ -38,7 +37,7 @@ type ImageJobs interface {
 // POST /admin/images and GET /admin/images/:id, and Replicate's webhook.
 type imageAPI struct {
 	s    *Server
-	im   config.Images
+	im   ImageSettings
 	hook *signedHook
 	// store is nil when this edge has no Postgres.
 	store ImageJobs
@@ -46,8 +45,8 @@ type imageAPI struct {
 
 // newImageAPI prepares the image endpoints over jobs (nil without Postgres).
 func newImageAPI(s *Server, jobs ImageJobs) *imageAPI {
-	return &imageAPI{s: s, im: s.cfg.Images, store: jobs,
-		hook: newSignedHook(s, "replicate", s.cfg.Images.WebhookSecret, maxWebhookBodies)}
+	return &imageAPI{s: s, im: s.set.Images, store: jobs,
+		hook: newSignedHook(s, "replicate", s.set.Images.WebhookSecret, maxWebhookBodies)}
 }
 
 func (s *Server) images() *imageAPI { return s.imgs }

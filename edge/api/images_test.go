@@ -70,7 +70,7 @@ func newImageEnv(t *testing.T, overrides map[string]string) *imageEnv {
 	if cfg.DatabaseURL != "" {
 		jobs = images.NewJobs(pool, cfg.Images)
 	}
-	s := New(Options{Config: cfg, Images: jobs})
+	s := New(Options{Settings: SettingsFrom(cfg), Images: jobs})
 	e := s.engine()
 	s.imageRoutes(e.Group("/admin", s.requireAdmin))
 	e.POST("/v1/webhooks/replicate", s.replicateWebhook)

@@ -60,7 +60,7 @@ type mailHooks struct {
 // mailRoutes registers the ESP webhook on the public listener: Resend must
 // reach it, and its signature, not a token, authenticates it.
 func (s *Server) mailRoutes(e *gin.Engine) {
-	h := &mailHooks{s: s, hook: newSignedHook(s, "resend", s.cfg.Mail.ResendWebhookSecret, 2)}
+	h := &mailHooks{s: s, hook: newSignedHook(s, "resend", s.set.ResendWebhookSecret, 2)}
 	e.POST("/v1/webhooks/resend", h.resend)
 }
 

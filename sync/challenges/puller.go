@@ -75,6 +75,10 @@ func New(opts Options) (*Puller, error) {
 	return &Puller{opts: opts, pool: pool, log: opts.Logger, health: worker.NewHealth("")}, nil
 }
 
+// Close releases the puller's pool, for a puller that never ran (Run
+// closes it when it returns). Closing twice is harmless.
+func (p *Puller) Close() { p.pool.Close() }
+
 // Run pulls until ctx ends, backing off while Postgres fails.
 func (p *Puller) Run(ctx context.Context) error {
 	defer p.pool.Close()
