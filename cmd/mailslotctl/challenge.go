@@ -28,23 +28,9 @@ Every edge pulls the settings within MAILSLOT_CHALLENGE_PULL_INTERVAL (30s).
 `
 
 func runChallenge(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, challengeUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "set":
-		return challengeSet(ctx, e, args[1:])
-	case "show":
-		return challengeShow(ctx, e, args[1:])
-	case "clear":
-		return challengeClear(ctx, e, args[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, challengeUsage)
-		return nil
-	}
-	fmt.Fprint(e.stderr, challengeUsage)
-	return fmt.Errorf("%w: unknown challenge command %q", errUsage, args[0])
+	return runSubcommand(ctx, e, args, "challenge", challengeUsage, map[string]subcommand{
+		"set": challengeSet, "show": challengeShow, "clear": challengeClear,
+	})
 }
 
 const upsertChallengeSQL = `

@@ -29,23 +29,9 @@ template never reaches a recipient. An empty file restores the default.
 `
 
 func runProperties(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, propertiesUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "set":
-		return propertiesSet(ctx, e, args[1:])
-	case "show":
-		return propertiesShow(ctx, e, args[1:])
-	case "list":
-		return propertiesList(ctx, e, args[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, propertiesUsage)
-		return nil
-	}
-	fmt.Fprint(e.stderr, propertiesUsage)
-	return fmt.Errorf("%w: unknown properties command %q", errUsage, args[0])
+	return runSubcommand(ctx, e, args, "properties", propertiesUsage, map[string]subcommand{
+		"set": propertiesSet, "show": propertiesShow, "list": propertiesList,
+	})
 }
 
 func propertiesSet(ctx context.Context, e env, args []string) error {

@@ -83,9 +83,6 @@ func ClassOf(err error) Class {
 	return Temporary
 }
 
-// IsPermanent, IsTemporary and IsUncertain test ClassOf(err).
-func IsPermanent(err error) bool { return ClassOf(err) == Permanent }
-
 // IsTemporary reports whether err means "not sent; try again later".
 func IsTemporary(err error) bool { return ClassOf(err) == Temporary }
 

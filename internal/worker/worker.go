@@ -10,6 +10,7 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -142,4 +143,12 @@ func (p *Pacer) sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 	}
 	return ctx.Err() == nil
+}
+
+// Logger returns l, or a logger that discards, for a worker given none.
+func Logger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }

@@ -8,6 +8,7 @@ package challenges
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -64,10 +65,11 @@ type Status struct {
 
 // New prepares a Puller without connecting.
 func New(opts Options) (*Puller, error) {
-	worker.Positive(&opts.Interval, DefaultInterval)
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	if opts.Policy == nil {
+		return nil, errors.New("challenge settings puller: no policy to put settings in force")
 	}
+	worker.Positive(&opts.Interval, DefaultInterval)
+	opts.Logger = worker.Logger(opts.Logger)
 	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-challenges", 1, 10*time.Second)
 	if err != nil {
 		return nil, err

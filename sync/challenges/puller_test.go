@@ -147,3 +147,9 @@ func TestRunPutsSettingsInForce(t *testing.T) {
 		t.Errorf("status after the first pull = %+v", st)
 	}
 }
+
+func TestNewRefusesNoPolicy(t *testing.T) {
+	if _, err := challenges.New(challenges.Options{DatabaseURL: "postgres://127.0.0.1:1/x"}); err == nil {
+		t.Fatal("New without a policy succeeded; its first pull would panic")
+	}
+}

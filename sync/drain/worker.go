@@ -100,9 +100,7 @@ func New(opts Options) (*Worker, error) {
 	worker.Positive(&opts.Interval, DefaultInterval)
 	worker.Positive(&opts.MinBackoff, backoff.DefaultMin)
 	worker.Positive(&opts.MaxBackoff, backoff.DefaultMax)
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = worker.Logger(opts.Logger)
 	// One connection per batch in flight, and one for the schema check.
 	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-edge", int32(opts.Parallel)+1, time.Minute)
 	if err != nil {

@@ -85,9 +85,7 @@ type Status struct {
 // New prepares a Puller without connecting.
 func New(opts Options) (*Puller, error) {
 	worker.Positive(&opts.Interval, DefaultInterval)
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = worker.Logger(opts.Logger)
 	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-tombstones", 1, 30*time.Second)
 	if err != nil {
 		return nil, err

@@ -137,9 +137,7 @@ func New(opts Options) (*Dispatcher, error) {
 	if opts.Owner == "" {
 		opts.Owner = "unknown"
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = worker.Logger(opts.Logger)
 	// One connection per running job (its polls and its finish) and one
 	// for the claim loop.
 	pool, err := OpenPool(opts.DatabaseURL, int32(opts.Concurrency+1))

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +89,3 @@ func Sign(tb testing.TB, secret, id string, ts time.Time, body []byte) string {
 	}
 	return out
 }
-
-// TS formats t as a webhook-timestamp.
-func TS(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
