@@ -27,7 +27,6 @@ import (
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/internal/token"
 	"github.com/mailslot/mailslot/outbox"
-	"github.com/mailslot/mailslot/pgschema"
 	"github.com/mailslot/mailslot/sync/challenges"
 	"github.com/mailslot/mailslot/sync/drain"
 	"github.com/mailslot/mailslot/sync/erasure"
@@ -145,6 +144,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 	}
 	n.Metrics.AddSource(n.challengeSamples)
 	var imageJobs api.ImageJobs
+	var feedback api.MailFeedback
 	if cfg.DatabaseURL != "" {
 		if err := n.openSync(cfg, log); err != nil {
 			return nil, err
@@ -156,7 +156,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 			return nil, err
 		}
 		n.onRelease(func() error { pool.Close(); return nil })
-		imageJobs = images.NewStore(pool)
+		imageJobs = images.NewJobs(pool, cfg.Images)
+		feedback = mailFeedback{databaseURL: cfg.DatabaseURL}
 		if err := n.openWebhooks(cfg, log); err != nil {
 			return nil, err
 		}
@@ -179,15 +180,16 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Node, e
 		return nil, err
 	}
 	n.Server = api.New(api.Options{
-		Config:     cfg,
-		Outbox:     out,
-		Hasher:     pii.NewHasher([]byte(cfg.IPPepper)),
-		Logger:     log,
-		SyncStatus: func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
-		Tokens:     tokens,
-		Metrics:    n.Metrics,
-		Images:     imageJobs,
-		Challenges: n.Challenges,
+		Settings:     api.SettingsFrom(cfg),
+		Outbox:       out,
+		Hasher:       pii.NewHasher([]byte(cfg.IPPepper)),
+		Logger:       log,
+		SyncStatus:   func(ctx context.Context) (any, error) { return n.SyncStatus(ctx) },
+		Tokens:       tokens,
+		Metrics:      n.Metrics,
+		Images:       imageJobs,
+		MailFeedback: feedback,
+		Challenges:   n.Challenges,
 	})
 	if rc := n.Server.Rechecker(); rc != nil {
 		n.AddWorker(rc)
@@ -375,19 +377,11 @@ func (n *Node) flushReplica(ctx context.Context) error {
 func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
 	st := admin.SyncStatus{Replica: n.replicaStatus(ctx), Images: n.imageStatus(ctx), Mail: n.mailStatus(ctx), Webhooks: n.webhookStatus(ctx), Challenge: n.challengeStatus()}
 	if n.Sync == nil {
-		ob, err := n.Outbox.Stats(ctx)
+		d, err := admin.Disabled(ctx, n.Outbox, n.cfg.NodeID, n.cfg.Region, n.now())
 		if err != nil {
 			return admin.SyncStatus{}, err
 		}
-		st.Status = drain.Status{
-			NodeID: n.cfg.NodeID, Region: n.cfg.Region, State: admin.StateDisabled,
-			Pending: ob.Pending, Quarantined: ob.Quarantined, SyncedRetained: ob.Synced, LastSeq: ob.LastSeq,
-			SchemaRequired: pgschema.Required(),
-		}
-		if ob.OldestPendingAt != nil {
-			st.OldestPendingAgeSeconds = n.now().Sub(*ob.OldestPendingAt).Seconds()
-		}
-		st.Sync = "disabled: DATABASE_URL is not set"
+		st.Status, st.Sync = d.Status, d.Sync
 		return st, nil
 	}
 	var err error

@@ -325,25 +325,14 @@ func imagesChange(ctx context.Context, e env, op string, args []string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	store := images.NewStore(conn)
-	var failed []string
-	for _, id := range ids {
-		var j images.Job
-		if op == "retry" {
-			j, err = store.Retry(ctx, id)
-		} else {
-			j, err = store.Cancel(ctx, id)
-		}
-		if err != nil {
-			fmt.Fprintf(e.stderr, "image job %d: %v\n", id, imagesSchemaHint(err))
-			failed = append(failed, strconv.FormatInt(id, 10))
-			continue
-		}
-		fmt.Fprintf(e.stdout, "image job %d is %s\n", j.ID, j.State)
+	change := store.Cancel
+	if op == "retry" {
+		change = store.Retry
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("could not %s image jobs %s", op, strings.Join(failed, ", "))
-	}
-	return nil
+	return changeJobs(ctx, e, op, "image", ids, func(ctx context.Context, id int64) (string, error) {
+		j, err := change(ctx, id)
+		return j.State, err
+	}, imagesSchemaHint)
 }
 
 var errImagesSchema = errors.New("no image tables in Postgres: run mailslotctl migrate")

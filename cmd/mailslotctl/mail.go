@@ -136,25 +136,14 @@ func mailChange(ctx context.Context, e env, op string, args []string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	store := mailer.NewStore(conn)
-	var failed []string
-	for _, id := range ids {
-		var j mailer.Job
-		if op == "retry" {
-			j, err = store.Retry(ctx, id)
-		} else {
-			j, err = store.Cancel(ctx, id)
-		}
-		if err != nil {
-			fmt.Fprintf(e.stderr, "mail job %d: %v\n", id, mailSchemaHint(err))
-			failed = append(failed, strconv.FormatInt(id, 10))
-			continue
-		}
-		fmt.Fprintf(e.stdout, "mail job %d is %s\n", j.ID, j.State)
+	change := store.Cancel
+	if op == "retry" {
+		change = store.Retry
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("could not %s mail jobs %s", op, strings.Join(failed, ", "))
-	}
-	return nil
+	return changeJobs(ctx, e, op, "mail", ids, func(ctx context.Context, id int64) (string, error) {
+		j, err := change(ctx, id)
+		return j.State, err
+	}, mailSchemaHint)
 }
 
 // mailSchemaHint turns "relation does not exist" into the fix.

@@ -218,7 +218,7 @@ func (s *Server) checkChallenge(c *gin.Context, r request, req *intake.LeadReque
 	}
 	if r.format == intake.FormatForm {
 		q := url.Values{"error": {intake.CodeInvalidFields}, "field": {fieldChallenge}, "reason": {reason}}
-		c.Redirect(http.StatusSeeOther, withQuery(s.cfg.ErrorURL, q))
+		c.Redirect(http.StatusSeeOther, withQuery(s.set.ErrorURL, q))
 		c.Abort()
 		return checked{}, false
 	}

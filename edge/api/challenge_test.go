@@ -325,8 +325,11 @@ func TestPoWThroughHandler(t *testing.T) {
 	if w, _ := getChallenge(t, ce.Public, "open"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"kind":"none"`) {
 		t.Errorf("open: %d %s", w.Code, w.Body)
 	}
-	if w, _ := getChallenge(t, ce.Public, "a b"); w.Code != http.StatusUnprocessableEntity {
-		t.Errorf("bad property: %d %s", w.Code, w.Body)
+	// A property no sign-up could name is a field error, like any other
+	// (invalid_fields, 422 in the error table).
+	if w, _ := getChallenge(t, ce.Public, "a b"); w.Code != http.StatusUnprocessableEntity ||
+		!strings.Contains(w.Body.String(), `"property":"invalid"`) {
+		t.Errorf("bad property: %d %s; want 422 invalid_fields naming property", w.Code, w.Body)
 	}
 }
 

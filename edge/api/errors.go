@@ -83,7 +83,7 @@ func (s *Server) fail(c *gin.Context, f intake.Format, code string, fields map[s
 		if e := (&intake.Error{Fields: fields}); len(fields) > 0 {
 			q.Set("field", e.FirstField())
 		}
-		c.Redirect(http.StatusSeeOther, withQuery(s.cfg.ErrorURL, q))
+		c.Redirect(http.StatusSeeOther, withQuery(s.set.ErrorURL, q))
 		c.Abort()
 		return
 	}

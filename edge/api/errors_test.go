@@ -19,7 +19,6 @@ import (
 
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/edge/intake"
-	"github.com/mailslot/mailslot/internal/config"
 )
 
 // TestErrorStatus pins every code to the status the contract documents,
@@ -207,7 +206,7 @@ func TestREADMECodes(t *testing.T) {
 // the alphabetically first field, and no body.
 func TestErrorAnswers(t *testing.T) {
 	t.Parallel()
-	s := &Server{cfg: &config.Config{ErrorURL: "https://example.com/oops?lang=fr"}}
+	s := &Server{set: Settings{ErrorURL: "https://example.com/oops?lang=fr"}}
 	tests := []struct {
 		name     string
 		format   intake.Format

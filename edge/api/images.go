@@ -11,54 +11,42 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/time/rate"
 
 	"github.com/mailslot/mailslot"
-	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/logging"
-	"github.com/mailslot/mailslot/sync/images"
 )
 
 // ImageJobs is what the image endpoints need from image jobs, which live
-// in Postgres, not in the outbox. The node fills it in (an images.Store on
-// a small pool the node opens without connecting, and closes), so that the
-// HTTP layer owns no pool and an edge starts, and its other endpoints
-// answer, while Postgres is down.
+// in Postgres, not in the outbox. The node fills it in (sync/images.Jobs
+// on a small pool the node opens without connecting, and closes), so that
+// the HTTP layer owns no pool, imports nothing of sync, and an edge
+// starts, and its other endpoints answer, while Postgres is down. Errors
+// are the vocabulary's: *mailslot.FieldError, mailslot.ErrLeadNotFound,
+// ErrUploadStoreFull, ErrImageJobNotFound, ErrInvalidPrediction.
 type ImageJobs interface {
-	Submit(ctx context.Context, sub images.Submission, lim images.Limits) (images.Job, error)
-	Get(ctx context.Context, id int64) (images.Job, error)
-	ApplyPrediction(ctx context.Context, provider string, p images.Prediction, pricePerSecond float64) (images.Applied, error)
+	// Submit checks sub against the configured limits and queues it.
+	Submit(ctx context.Context, sub mailslot.ImageSubmission) (mailslot.ImageJob, error)
+	Get(ctx context.Context, id int64) (mailslot.ImageJob, error)
+	// ApplyReplicate applies a verified Replicate webhook body: known is
+	// false when no stored prediction has its id, changed false when it
+	// was already final.
+	ApplyReplicate(ctx context.Context, body []byte) (known, changed bool, err error)
 }
 
 // imageAPI serves image descriptions for one Server: the operator's
 // POST /admin/images and GET /admin/images/:id, and Replicate's webhook.
 type imageAPI struct {
-	s      *Server
-	im     config.Images
-	limits images.Limits
-	// key verifies webhooks; nil when no signing secret is configured.
-	key []byte
-	// bodies bounds the webhook bodies read at once; refusals logs refused
-	// deliveries at a bounded rate, so a flood fills neither memory nor
-	// the log.
-	bodies   chan struct{}
-	refusals *rate.Limiter
+	s    *Server
+	im   ImageSettings
+	hook *signedHook
 	// store is nil when this edge has no Postgres.
 	store ImageJobs
 }
 
 // newImageAPI prepares the image endpoints over jobs (nil without Postgres).
 func newImageAPI(s *Server, jobs ImageJobs) *imageAPI {
-	a := &imageAPI{s: s, im: s.cfg.Images, limits: images.LimitsFromConfig(s.cfg.Images), store: jobs,
-		bodies: make(chan struct{}, maxWebhookBodies), refusals: rate.NewLimiter(1, 5)}
-	if a.im.WebhookSecret != "" {
-		key, err := images.WebhookKey(a.im.WebhookSecret)
-		if err != nil {
-			s.log.Error("Replicate webhooks are refused", "reason", err.Error())
-		}
-		a.key = key
-	}
-	return a
+	return &imageAPI{s: s, im: s.set.Images, store: jobs,
+		hook: newSignedHook(s, "replicate", s.set.Images.WebhookSecret, maxWebhookBodies)}
 }
 
 func (s *Server) images() *imageAPI { return s.imgs }
@@ -93,7 +81,7 @@ const maxImageJSON = 16 << 10
 // Type image/jpeg, image/png, image/gif or image/webp; ?lead_id=42).
 func (a *imageAPI) submit(c *gin.Context) {
 	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	sub := images.Submission{SubmittedBy: "admin_api", MaxAttempts: a.im.MaxAttempts}
+	sub := mailslot.ImageSubmission{SubmittedBy: "admin_api", MaxAttempts: a.im.MaxAttempts}
 	switch {
 	case ct == "application/json":
 		var req struct {
@@ -103,7 +91,7 @@ func (a *imageAPI) submit(c *gin.Context) {
 		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxImageJSON))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			a.bodyError(c, err, mailslot.CodeInvalidJSON)
+			bodyError(c, err, mailslot.CodeInvalidJSON)
 			return
 		}
 		if req.URL == "" {
@@ -122,7 +110,7 @@ func (a *imageAPI) submit(c *gin.Context) {
 		}
 		data, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.im.MaxUploadBytes))
 		if err != nil {
-			a.bodyError(c, err, mailslot.CodeInvalidBody)
+			bodyError(c, err, mailslot.CodeInvalidBody)
 			return
 		}
 		sub.Image = data
@@ -134,14 +122,14 @@ func (a *imageAPI) submit(c *gin.Context) {
 	if !ok {
 		return
 	}
-	job, err := store.Submit(c.Request.Context(), sub, a.limits)
-	var inErr *images.InputError
+	job, err := store.Submit(c.Request.Context(), sub)
+	var inErr *mailslot.FieldError
 	switch {
 	case errors.As(err, &inErr):
 		abortError(c, mailslot.CodeInvalidFields, map[string]string{inErr.Field: inErr.Code})
-	case errors.Is(err, images.ErrLeadNotFound):
+	case errors.Is(err, mailslot.ErrLeadNotFound):
 		abortError(c, mailslot.CodeInvalidFields, map[string]string{"lead_id": "not_found"})
-	case errors.Is(err, images.ErrUploadStoreFull):
+	case errors.Is(err, mailslot.ErrUploadStoreFull):
 		// Uploads are released as their jobs finish; until then there is
 		// no room, whoever asks.
 		abortError(c, mailslot.CodeUploadStorageFull, nil)
@@ -151,15 +139,6 @@ func (a *imageAPI) submit(c *gin.Context) {
 		c.Header("Location", "/admin/images/"+strconv.FormatInt(job.ID, 10))
 		c.JSON(http.StatusCreated, job)
 	}
-}
-
-func (a *imageAPI) bodyError(c *gin.Context, err error, code string) {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		abortError(c, mailslot.CodeBodyTooLarge, nil)
-		return
-	}
-	abortError(c, code, nil)
 }
 
 // unavailable answers a Postgres failure: the job was not stored, and
@@ -182,7 +161,7 @@ func (a *imageAPI) get(c *gin.Context) {
 	}
 	job, err := store.Get(c.Request.Context(), id)
 	switch {
-	case errors.Is(err, images.ErrNotFound):
+	case errors.Is(err, mailslot.ErrImageJobNotFound):
 		abortError(c, mailslot.CodeNotFound, nil)
 	case err != nil:
 		a.unavailable(c, "read image job", err)
@@ -199,72 +178,43 @@ func (a *imageAPI) get(c *gin.Context) {
 // lead's job is acknowledged and stores nothing but its spend. Only a
 // Postgres failure answers 5xx, so that Replicate delivers again.
 func (a *imageAPI) webhook(c *gin.Context) {
-	if a.key == nil {
+	if !a.hook.configured() {
 		abortError(c, mailslot.CodeWebhookNotConfigured, nil)
 		return
 	}
-	// The endpoint is public and must read before it can verify. What can
-	// be checked without the body is checked first; then at most
-	// maxWebhookBodies bodies are read at once (a genuine Replicate
-	// delivery refused with 503 is delivered again), each bounded by what
-	// a genuine delivery holds (the prediction echoes its input, an
-	// upload's data URL, beside a small output).
-	if err := images.CheckWebhookHeaders(c.Request.Header, a.s.now()); err != nil {
-		a.refuse(c, err)
-		return
-	}
-	select {
-	case a.bodies <- struct{}{}:
-		defer func() { <-a.bodies }()
-	default:
-		c.Header("Retry-After", "1")
-		abortError(c, mailslot.CodeBusy, nil)
-		return
-	}
-	limit := min(images.MaxWebhookBody, 2*a.im.MaxUploadBytes+1<<20)
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	if err != nil {
-		a.bodyError(c, err, mailslot.CodeInvalidBody)
-		return
-	}
-	if err := images.VerifyWebhook(a.key, c.Request.Header, body, a.s.now()); err != nil {
-		a.refuse(c, err)
-		return
-	}
-	p, err := images.ParseReplicatePrediction(body)
-	if err != nil {
-		abortError(c, mailslot.CodeInvalidPrediction, nil)
-		return
-	}
-	store, ok := a.db(c)
-	if !ok {
-		return
-	}
-	res, err := store.ApplyPrediction(c.Request.Context(), "replicate", p, a.im.PricePerSecond)
-	if err != nil {
-		a.unavailable(c, "apply webhook", err)
-		return
-	}
-	outcome := "applied"
-	switch {
-	case !res.Known:
-		outcome = "unknown"
-	case !res.Changed:
-		outcome = "duplicate"
-	}
-	c.JSON(http.StatusOK, gin.H{"status": outcome})
+	// A genuine delivery holds the prediction, which echoes its input (an
+	// upload's data URL), beside a small output.
+	limit := min(maxImageWebhookBody, 2*a.im.MaxUploadBytes+1<<20)
+	a.hook.serve(c, limit, func(body []byte) {
+		store, ok := a.db(c)
+		if !ok {
+			return
+		}
+		known, changed, err := store.ApplyReplicate(c.Request.Context(), body)
+		switch {
+		case errors.Is(err, mailslot.ErrInvalidPrediction):
+			abortError(c, mailslot.CodeInvalidPrediction, nil)
+			return
+		case err != nil:
+			a.unavailable(c, "apply webhook", err)
+			return
+		}
+		outcome := "applied"
+		switch {
+		case !known:
+			outcome = "unknown"
+		case !changed:
+			outcome = "duplicate"
+		}
+		c.JSON(http.StatusOK, gin.H{"status": outcome})
+	})
 }
+
+// maxImageWebhookBody bounds a Replicate webhook's body: a prediction with
+// its input and output, as much as the provider client itself reads.
+const maxImageWebhookBody = 8 << 20
 
 // maxWebhookBodies bounds the webhook bodies held in memory at once: with
-// MaxWebhookBody each, a few fit beside the edge's own working set in a
+// maxImageWebhookBody each, a few fit beside the edge's own working set in a
 // 256 MB VM, and Replicate delivers far fewer at once.
 const maxWebhookBodies = 4
-
-// refuse answers a webhook whose signature does not hold, logging at
-// most about one refusal a second.
-func (a *imageAPI) refuse(c *gin.Context, err error) {
-	if a.refusals.Allow() {
-		a.s.log.Info("webhook refused", "reason", err.Error())
-	}
-	abortError(c, mailslot.CodeInvalidSignature, nil)
-}

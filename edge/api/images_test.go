@@ -68,9 +68,9 @@ func newImageEnv(t *testing.T, overrides map[string]string) *imageEnv {
 	pool := pgtest.Pool(t, dbURL)
 	var jobs ImageJobs
 	if cfg.DatabaseURL != "" {
-		jobs = images.NewStore(pool)
+		jobs = images.NewJobs(pool, cfg.Images)
 	}
-	s := New(Options{Config: cfg, Images: jobs})
+	s := New(Options{Settings: SettingsFrom(cfg), Images: jobs})
 	e := s.engine()
 	s.imageRoutes(e.Group("/admin", s.requireAdmin))
 	e.POST("/v1/webhooks/replicate", s.replicateWebhook)

@@ -142,7 +142,7 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 			abortError(c, mailslot.CodeRateLimited, nil)
 			return
 		}
-		if purpose != token.Unsubscribe && crossSite(c, s.cfg.PublicURL) {
+		if purpose != token.Unsubscribe && crossSite(c, s.set.PublicURL) {
 			// A page elsewhere that holds a link must not press its button
 			// in a visitor's browser. Unsubscribing stays open to any
 			// sender: RFC 8058 one-click posts come from mail providers,
@@ -170,7 +170,7 @@ func (s *Server) postLink(purpose string) gin.HandlerFunc {
 		default:
 			change := mailslot.ConsentChange{Action: mailslot.ActionConfirm, Property: claims.Property,
 				Status: mailslot.ConsentExpress, Source: sourceConfirmLink, RecordedAt: now,
-				TokenIssuedAt: tokenIssuedAt(claims, s.cfg.ConfirmTTL)}
+				TokenIssuedAt: tokenIssuedAt(claims, s.set.Links.Confirm)}
 			if purpose == token.Unsubscribe {
 				change.TokenIssuedAt = time.Time{}
 				change.Action, change.Status, change.Source = mailslot.ActionUnsubscribe, mailslot.ConsentWithdrawn, sourceUnsubscribeLink
@@ -380,11 +380,11 @@ func (s *Server) adminLinks(c *gin.Context) {
 	// The links carry the property as sign-ups store it (trimmed), or a
 	// confirmation would match no lead.
 	req.Property = property
-	if s.cfg.PublicURL == "" {
+	if s.set.PublicURL == "" {
 		abortError(c, mailslot.CodePublicURLNotConfigured, nil)
 		return
 	}
-	ls := s.tokens.Links(s.cfg.PublicURL, req.Property, s.hash.Email(req.Email), s.cfg.LinkLifetimes(), s.now())
+	ls := s.tokens.Links(s.set.PublicURL, req.Property, s.hash.Email(req.Email), s.set.Links, s.now())
 	var l Links
 	l.Confirm, l.Expires.Confirm = ls[0].URL, ls[0].Expires
 	l.Unsubscribe, l.Expires.Unsubscribe = ls[1].URL, ls[1].Expires
@@ -417,7 +417,7 @@ func (s *Server) adminExport(c *gin.Context) {
 		out = append(out, ExportedRow{NodeID: r.NodeID, Seq: r.Seq, ID: r.ID, Kind: string(r.Kind), ReceivedAt: r.ReceivedAt, Payload: r.Payload})
 	}
 	s.log.Info("access request answered", "rows", len(out))
-	c.JSON(http.StatusOK, gin.H{"node_id": s.cfg.NodeID, "rows": out})
+	c.JSON(http.StatusOK, gin.H{"node_id": s.set.NodeID, "rows": out})
 }
 
 func multipartReader(body []byte, boundary string) *multipart.Reader {

@@ -19,7 +19,6 @@ import (
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/internal/challenge/policy"
-	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/hostguard"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/metrics"
@@ -35,13 +34,16 @@ type StatusFunc func(ctx context.Context) (any, error)
 
 // Options are what a Server needs.
 type Options struct {
-	Config *config.Config
-	Outbox *outbox.Outbox
-	Hasher *pii.Hasher
-	Logger *slog.Logger
+	// Settings are what the handlers read of the configuration
+	// (SettingsFrom).
+	Settings Settings
+	Outbox   *outbox.Outbox
+	Hasher   *pii.Hasher
+	Logger   *slog.Logger
 	// Tokens signs and verifies confirm, unsubscribe and erasure links.
 	Tokens *token.Keys
-	// SyncStatus, when set, serves GET /v1/sync/status.
+	// SyncStatus serves GET /v1/sync/status (the node's one status type,
+	// sync or not); without it the route is not served.
 	SyncStatus StatusFunc
 	// Metrics, when set, counts requests and is served on the private
 	// listener at /metrics.
@@ -49,6 +51,9 @@ type Options struct {
 	// Images serves the image endpoints; nil answers them 503 (no
 	// Postgres on this edge).
 	Images ImageJobs
+	// MailFeedback records ESP feedback on mail jobs; nil answers the
+	// ESP's webhook "not configured" (no Postgres on this edge).
+	MailFeedback MailFeedback
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 	// Challenges, when set, enforces each property's bot challenge
@@ -58,7 +63,7 @@ type Options struct {
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	cfg     *config.Config
+	set     Settings
 	out     *outbox.Outbox
 	hash    *pii.Hasher
 	log     *slog.Logger
@@ -67,6 +72,7 @@ type Server struct {
 	tokens  *token.Keys
 	metrics *metrics.Metrics
 	imgs    *imageAPI
+	mailFB  MailFeedback
 	now     func() time.Time
 	redir   map[string]bool
 	chal    *challenges
@@ -80,24 +86,25 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	redir := make(map[string]bool, len(o.Config.RedirectHosts))
-	for _, h := range o.Config.RedirectHosts {
+	redir := make(map[string]bool, len(o.Settings.RedirectHosts))
+	for _, h := range o.Settings.RedirectHosts {
 		redir[strings.ToLower(h)] = true
 	}
 	s := &Server{
-		cfg:     o.Config,
+		set:     o.Settings,
 		out:     o.Outbox,
 		hash:    o.Hasher,
 		log:     o.Logger,
-		limiter: ratelimit.New(o.Config.RateRPS, o.Config.RateBurst, o.Config.RateMaxClients),
+		limiter: ratelimit.New(o.Settings.RateRPS, o.Settings.RateBurst, o.Settings.RateMaxClients),
 		status:  o.SyncStatus,
 		tokens:  o.Tokens,
 		metrics: o.Metrics,
 		now:     o.Now,
 		redir:   redir,
+		mailFB:  o.MailFeedback,
 	}
 	s.imgs = newImageAPI(s, o.Images)
-	s.chal = newChallenges(o.Challenges, o.Outbox, o.Logger, o.Config.Challenge.RecheckQueue)
+	s.chal = newChallenges(o.Challenges, o.Outbox, o.Logger, o.Settings.RecheckQueue)
 	return s
 }
 
@@ -134,7 +141,9 @@ func (s *Server) Handler() http.Handler {
 	s.privacyRoutes(e)
 	e.POST("/v1/webhooks/replicate", s.replicateWebhook)
 	s.mailRoutes(e)
-	e.GET("/v1/sync/status", s.requireAdmin, s.syncStatus)
+	if s.status != nil {
+		e.GET("/v1/sync/status", s.requireAdmin, s.syncStatus)
+	}
 	s.adminRoutes(e.Group("/admin", s.requireAdmin))
 	return e
 }
@@ -148,12 +157,14 @@ func (s *Server) PrivateHandler() http.Handler {
 	e := s.engine()
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyzDetail)
-	e.GET("/v1/sync/status", s.syncStatus)
+	if s.status != nil {
+		e.GET("/v1/sync/status", s.syncStatus)
+	}
 	if s.metrics != nil {
 		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
 	}
 	s.adminRoutes(e.Group("/admin"))
-	return hostguard.New(s.cfg.PrivateHosts()...).Wrap(e)
+	return hostguard.New(s.set.PrivateHosts...).Wrap(e)
 }
 
 // cors admits exactly the configured origins. The library answers a
@@ -163,8 +174,8 @@ func (s *Server) PrivateHandler() http.Handler {
 // "null" one) needs no preflight; it gets what every form gets, a 303 to
 // the error page, and nothing is stored.
 func (s *Server) cors() gin.HandlerFunc {
-	allowed := make(map[string]bool, len(s.cfg.CORSOrigins))
-	for _, o := range s.cfg.CORSOrigins {
+	allowed := make(map[string]bool, len(s.set.CORSOrigins))
+	for _, o := range s.set.CORSOrigins {
 		allowed[o] = true
 	}
 	mw := cors.New(cors.Config{
@@ -220,15 +231,6 @@ func (s *Server) ready(c *gin.Context, detail bool) {
 }
 
 func (s *Server) syncStatus(c *gin.Context) {
-	if s.status == nil {
-		st, err := s.out.Stats(c.Request.Context())
-		if err != nil {
-			s.internalError(c, "read outbox stats", err)
-			return
-		}
-		c.JSON(http.StatusOK, gin.H{"node_id": s.cfg.NodeID, "region": s.cfg.Region, "outbox": st, "sync": "disabled: DATABASE_URL is not set"})
-		return
-	}
 	st, err := s.status(c.Request.Context())
 	if err != nil {
 		s.internalError(c, "read sync status", err)
@@ -248,7 +250,7 @@ func (s *Server) requireAdmin(c *gin.Context) {
 		abortError(c, mailslot.CodeUnauthorized, nil)
 		return
 	}
-	if !secret.Equal(tok, s.cfg.AdminToken) {
+	if !secret.Equal(tok, s.set.AdminToken) {
 		abortError(c, mailslot.CodeForbidden, nil)
 		return
 	}

@@ -163,9 +163,8 @@ func TestSyncStatusNeedsAdminToken(t *testing.T) {
 			t.Fatalf("status = %d (body %s)", w.Code, w.Body)
 		}
 		b := edgetest.DecodeJSON(t, w)
-		st, _ := b["outbox"].(map[string]any)
-		if b["node_id"] != edgetest.NodeID || st["pending"] != 1.0 || st["last_seq"] != 1.0 {
-			t.Errorf("body = %s, want node %s with one pending row", w.Body, edgetest.NodeID)
+		if b["node_id"] != edgetest.NodeID || b["state"] != "disabled" || b["pending"] != 1.0 || b["last_seq"] != 1.0 {
+			t.Errorf("body = %s, want node %s, sync disabled, one pending row", w.Body, edgetest.NodeID)
 		}
 	})
 	t.Run("sync status function", func(t *testing.T) {

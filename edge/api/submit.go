@@ -24,7 +24,6 @@ import (
 	"github.com/mailslot/mailslot/edge/intake"
 	"github.com/mailslot/mailslot/edge/ratelimit"
 	"github.com/mailslot/mailslot/outbox"
-	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/web"
 )
 
@@ -65,7 +64,7 @@ func (s *Server) begin(c *gin.Context, allowed ...intake.Format) (request, bool)
 		s.fail(c, r.format, mailslot.CodeRateLimited, nil)
 		return r, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.set.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -96,7 +95,7 @@ func formLike(contentType string) bool {
 func (s *Server) allow(ip string, ipHMAC []byte, now time.Time) (bool, time.Duration) {
 	key := ipHMAC
 	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() {
-		key = s.hash.IP(ratelimit.ClientKey(a, s.cfg.RateV6PrefixBits))
+		key = s.hash.IP(ratelimit.ClientKey(a, s.set.RateV6PrefixBits))
 	}
 	return s.limiter.Allow(string(key[:16]), now)
 }
@@ -105,7 +104,7 @@ func (s *Server) allow(ip string, ipHMAC []byte, now time.Time) (bool, time.Dura
 // edge runs behind a proxy that sets it. X-Forwarded-For is never read: any
 // client can write it.
 func (s *Server) clientIP(c *gin.Context) string {
-	if h := s.cfg.ClientIPHeader; h != "" {
+	if h := s.set.ClientIPHeader; h != "" {
 		if a, err := netip.ParseAddr(strings.TrimSpace(c.GetHeader(h))); err == nil {
 			return a.Unmap().String()
 		}
@@ -137,10 +136,10 @@ func (s *Server) postLead(c *gin.Context) {
 		return
 	}
 	if req.ImageURL != "" {
-		u, err := images.CheckURL(req.ImageURL, s.cfg.Images.AllowedHosts)
+		u, err := mailslot.CheckImageURL(req.ImageURL, s.set.Images.AllowedHosts)
 		if err != nil {
 			code := intake.FieldInvalid
-			var ie *images.InputError
+			var ie *mailslot.FieldError
 			if errors.As(err, &ie) {
 				code = ie.Code
 			}
@@ -260,7 +259,7 @@ func (s *Server) postEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	events, err := intake.DecodeEvents(r.format, r.body, s.cfg.MaxEvents)
+	events, err := intake.DecodeEvents(r.format, r.body, s.set.MaxEvents)
 	if err != nil {
 		s.failIntake(c, r.format, err)
 		return
@@ -348,7 +347,7 @@ func (s *Server) successURL(c *gin.Context, redirect string) string {
 			return u.String()
 		}
 	}
-	return s.cfg.ThanksURL
+	return s.set.ThanksURL
 }
 
 // overHTTPS reports whether the client reached the edge over TLS: directly,
@@ -358,7 +357,7 @@ func (s *Server) overHTTPS(c *gin.Context) bool {
 	if c.Request.TLS != nil {
 		return true
 	}
-	return s.cfg.ClientIPHeader != "" && strings.EqualFold(c.GetHeader("X-Forwarded-Proto"), "https")
+	return s.set.ClientIPHeader != "" && strings.EqualFold(c.GetHeader("X-Forwarded-Proto"), "https")
 }
 
 func withQuery(base string, q url.Values) string {

@@ -28,6 +28,8 @@ import (
 	"github.com/benbjohnson/litestream"
 	"github.com/benbjohnson/litestream/file"
 	"github.com/benbjohnson/litestream/s3"
+
+	"github.com/mailslot/mailslot/internal/nodeid"
 )
 
 // ErrNotFound means no replica exists for the node under the base URL.
@@ -65,8 +67,9 @@ func NodeURL(baseURL, nodeID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := checkNodeID(nodeID); err != nil {
-		return "", err
+	// The id is one path segment beneath the shared base.
+	if err := nodeid.Check(nodeID); err != nil {
+		return "", fmt.Errorf("name a replica: %w", err)
 	}
 	u.Path = path.Join(u.Path, nodeID)
 	if u.Scheme == "s3" && !strings.HasPrefix(u.Path, "/") {
@@ -104,21 +107,6 @@ func parseBase(baseURL string) (*url.URL, error) {
 		return nil, fmt.Errorf("replica URL %q: the scheme must be file:// or s3://", Display(baseURL))
 	}
 	return u, nil
-}
-
-// checkNodeID keeps a node id to one path segment: it names a directory or
-// key prefix beneath the shared base.
-func checkNodeID(id string) error {
-	if id == "" || id == "." || id == ".." {
-		return fmt.Errorf("node id %q cannot name a replica", id)
-	}
-	for _, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
-		if !ok {
-			return fmt.Errorf("node id %q cannot name a replica: use letters, digits, '-', '_' and '.'", id)
-		}
-	}
-	return nil
 }
 
 // newClient returns a Litestream client for nodeID's replica.

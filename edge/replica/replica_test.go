@@ -60,6 +60,7 @@ func startReplicator(t *testing.T, base string, out *outbox.Outbox, interval tim
 	if err != nil {
 		t.Fatalf("new replicator: %v", err)
 	}
+	r.Signals.Init(t)
 	r.Start()
 	return r
 }
@@ -166,7 +167,7 @@ func TestFlushOnClose(t *testing.T) {
 	out := openOutbox(t, t.TempDir())
 	first := submit(t, out, 3)
 	r := startReplicator(t, base, out, time.Hour)
-	waitReplicated(t, r, 3, 30*time.Second)
+	r.Signals.RoundFinished.WaitOrTimeout() // the first round, then an hour's wait
 	later := submit(t, out, 40)
 	// Time passing is the point: with an hour's interval nothing may ship
 	// the new rows before Close, and the lag must grow.
@@ -236,11 +237,10 @@ func TestUnreachableReplica(t *testing.T) {
 	out := openOutbox(t, t.TempDir())
 	r := startReplicator(t, "file://"+blocked, out, 20*time.Millisecond)
 	submit(t, out, 5)
-	testsync.UntilState(t, 10*time.Second, "the status to say failing", func() (bool, string) {
-		st := r.Status(context.Background())
-		return st.State == replica.StateFailing, fmt.Sprintf("%+v", st)
-	})
-	if st := r.Status(context.Background()); st.LastError == "" || st.ReplicatedSeq != 0 {
+	if err := r.Signals.BackingOff.WaitOrTimeout(); err == nil {
+		t.Fatal("backing off without an error")
+	}
+	if st := r.Status(context.Background()); st.State != replica.StateFailing || st.LastError == "" || st.LastErrorAt == nil || st.ReplicatedSeq != 0 {
 		t.Errorf("status = %+v", st)
 	}
 	submit(t, out, 1) // still accepting
@@ -312,9 +312,9 @@ func TestNodeURL(t *testing.T) {
 		{"file://relative/path", "n1", "", "absolute path"},
 		{"s3:///path", "n1", "", "bucket"},
 		{"gs://bucket/path", "n1", "", "file:// or s3://"},
-		{"file:///r", "../escape", "", "cannot name a replica"},
-		{"file:///r", "a/b", "", "cannot name a replica"},
-		{"file:///r", "", "", "cannot name a replica"},
+		{"file:///r", "../escape", "", "name a replica: node id"},
+		{"file:///r", "a/b", "", "name a replica: node id"},
+		{"file:///r", "", "", "name a replica: node id"},
 	} {
 		got, err := replica.NodeURL(tc.base, tc.node)
 		switch {

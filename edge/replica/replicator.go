@@ -11,7 +11,7 @@ import (
 
 	"github.com/benbjohnson/litestream"
 
-	"github.com/mailslot/mailslot/internal/backoff"
+	"github.com/mailslot/mailslot/internal/worker"
 )
 
 // Source is the database being replicated, as the replicator sees it; an
@@ -67,15 +67,22 @@ type Replicator struct {
 	stop, done           chan struct{}
 	closeErr             error
 
+	health *worker.Health
+	// Signals are for tests: they wait for a round, or a backoff, on them.
+	Signals worker.Signals
+
 	mu            sync.Mutex
 	opened        bool
-	state         string
 	replicatedSeq int64
 	txid          uint64
 	lastSyncAt    time.Time
-	lastErr       string
-	lastErrAt     time.Time
 }
+
+// Defaults for Options.
+const (
+	DefaultSyncInterval = time.Second
+	DefaultRetention    = 24 * time.Hour
+)
 
 // States a Replicator reports.
 const (
@@ -88,12 +95,8 @@ const (
 // New prepares replication of src to its node's replica without touching
 // the network: an edge must start while the object store is down.
 func New(opts Options, src Source) (*Replicator, error) {
-	if opts.SyncInterval <= 0 {
-		opts.SyncInterval = time.Second
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = 24 * time.Hour
-	}
+	worker.Positive(&opts.SyncInterval, DefaultSyncInterval)
+	worker.Positive(&opts.Retention, DefaultRetention)
 	if opts.Logger == nil {
 		opts.Logger = quiet()
 	}
@@ -134,7 +137,7 @@ func New(opts Options, src Source) (*Replicator, error) {
 		store:   store,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
-		state:   StateStarting,
+		health:  worker.NewHealth(StateStarting),
 	}, nil
 }
 
@@ -156,25 +159,21 @@ func (r *Replicator) run() {
 		case <-ctx.Done():
 		}
 	}()
-	delay := backoff.NewDelay(r.opts.SyncInterval, maxFailureBackoff)
+	pace := worker.NewPacer(r.opts.SyncInterval, r.opts.SyncInterval, maxFailureBackoff, nil, &r.Signals)
 	for {
 		err := r.round(ctx)
-		wait := r.opts.SyncInterval
+		ok := true
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
 			r.fail(err)
-			wait = delay.Failed()
+			ok = pace.Backoff(ctx, err)
 		default:
-			delay.Reset()
+			ok = pace.Idle(ctx)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-r.stop:
-			t.Stop()
+		if !ok {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -218,25 +217,20 @@ func (r *Replicator) isOpened() bool {
 
 func (r *Replicator) succeeded(seq int64) {
 	pos := r.db.Replica.Pos()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.lastErr != "" {
+	if r.health.Recover(StateReplicating) {
 		r.log.Info("replication recovered", "replica", Display(r.nodeURL))
 	}
-	r.state, r.lastErr = StateReplicating, ""
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.replicatedSeq = max(r.replicatedSeq, seq)
 	r.txid = uint64(pos.TXID)
 	r.lastSyncAt = time.Now()
 }
 
 func (r *Replicator) fail(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	msg := err.Error()
-	if msg != r.lastErr {
+	if r.health.Fail(StateFailing, err.Error()) {
 		r.log.Warn("replication failed; retrying with backoff", "err", err)
 	}
-	r.state, r.lastErr, r.lastErrAt = StateFailing, msg, time.Now()
 }
 
 // Close flushes: call it after the source's last write (after the outbox
@@ -260,9 +254,7 @@ func (r *Replicator) Close(ctx context.Context) error {
 		if err == nil {
 			r.log.Info("replica flushed", "replica", Display(r.nodeURL), "replicated_seq", st.ReplicatedSeq, "txid", st.TXID)
 		}
-		r.mu.Lock()
-		r.state = StateStopped
-		r.mu.Unlock()
+		r.health.Set(StateStopped)
 		r.closeErr = errors.Join(err, closeErr)
 	})
 	return r.closeErr
@@ -289,21 +281,13 @@ type Status struct {
 
 // Status reports where replication stands.
 func (r *Replicator) Status(ctx context.Context) Status {
+	st := Status{Replica: Display(r.nodeURL)}
+	st.State, st.LastError, st.LastErrorAt = r.health.Snapshot()
 	r.mu.Lock()
-	st := Status{
-		Replica:       Display(r.nodeURL),
-		State:         r.state,
-		ReplicatedSeq: r.replicatedSeq,
-		TXID:          r.txid,
-		LastError:     r.lastErr,
-	}
+	st.ReplicatedSeq, st.TXID = r.replicatedSeq, r.txid
 	if !r.lastSyncAt.IsZero() {
 		t := r.lastSyncAt.UTC()
 		st.LastSyncAt = &t
-	}
-	if r.lastErr != "" {
-		t := r.lastErrAt.UTC()
-		st.LastErrorAt = &t
 	}
 	r.mu.Unlock()
 	st.LastSeq = r.src.LastSeq()

@@ -30,6 +30,7 @@ import (
 	_ "modernc.org/sqlite" // the outbox driver, for reading the file directly
 
 	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/edge/admin"
 	"github.com/mailslot/mailslot/edge/api"
 	"github.com/mailslot/mailslot/internal/config"
 	"github.com/mailslot/mailslot/internal/pii"
@@ -126,13 +127,17 @@ type Edge struct {
 }
 
 // NewEdge builds an Edge from the test configuration with overrides. edit,
-// when given, may set the Options' Logger, Now or SyncStatus; Config, Outbox
-// and Hasher are filled in.
+// when given, may set the Options' Logger, Now or SyncStatus; Settings,
+// Outbox, Hasher and SyncStatus (an edge without DATABASE_URL's, as the
+// node answers it) are filled in.
 func NewEdge(t testing.TB, overrides map[string]string, edit ...func(*api.Options)) *Edge {
 	t.Helper()
 	cfg := Config(t, overrides)
 	e := &Edge{Config: cfg, Outbox: OpenOutbox(t, cfg), Hasher: pii.NewHasher([]byte(cfg.IPPepper))}
-	opts := api.Options{Config: cfg, Outbox: e.Outbox, Hasher: e.Hasher}
+	opts := api.Options{Settings: api.SettingsFrom(cfg), Outbox: e.Outbox, Hasher: e.Hasher,
+		SyncStatus: func(ctx context.Context) (any, error) {
+			return admin.Disabled(ctx, e.Outbox, cfg.NodeID, cfg.Region, time.Now())
+		}}
 	for _, f := range edit {
 		f(&opts)
 	}

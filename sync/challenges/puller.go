@@ -8,6 +8,7 @@ package challenges
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -20,11 +21,15 @@ import (
 	"github.com/mailslot/mailslot/internal/challenge/policy"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pgpool"
+	"github.com/mailslot/mailslot/internal/worker"
 )
 
 // DefaultInterval is how often settings are pulled: a change made with
 // mailslotctl reaches every connected edge within it.
 const DefaultInterval = 30 * time.Second
+
+// maxBackoff bounds the wait between failed pulls.
+const maxBackoff = 5 * time.Minute
 
 const pullSQL = `
 SELECT property, kind, site_key, secret, hostnames, action, no_js, updated_at
@@ -43,9 +48,12 @@ type Puller struct {
 	opts Options
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// health holds the last error (the puller has no states).
+	health *worker.Health
+	// Signals are for tests: they wait for a pull, or a backoff, on them.
+	Signals worker.Signals
 
 	mu       sync.Mutex
-	lastErr  string
 	lastPull time.Time
 }
 
@@ -57,39 +65,41 @@ type Status struct {
 
 // New prepares a Puller without connecting.
 func New(opts Options) (*Puller, error) {
-	if opts.Interval <= 0 {
-		opts.Interval = DefaultInterval
+	if opts.Policy == nil {
+		return nil, errors.New("challenge settings puller: no policy to put settings in force")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	worker.Positive(&opts.Interval, DefaultInterval)
+	opts.Logger = worker.Logger(opts.Logger)
 	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-challenges", 1, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return &Puller{opts: opts, pool: pool, log: opts.Logger}, nil
+	return &Puller{opts: opts, pool: pool, log: opts.Logger, health: worker.NewHealth("")}, nil
 }
+
+// Close releases the puller's pool, for a puller that never ran (Run
+// closes it when it returns). Closing twice is harmless.
+func (p *Puller) Close() { p.pool.Close() }
 
 // Run pulls until ctx ends, backing off while Postgres fails.
 func (p *Puller) Run(ctx context.Context) error {
 	defer p.pool.Close()
-	wait := p.opts.Interval
+	// After a failure the wait doubles from twice the interval, jittered
+	// so that a fleet of edges does not come back to Postgres in step.
+	pace := worker.NewPacer(p.opts.Interval, max(2*p.opts.Interval, time.Second), maxBackoff, nil, &p.Signals)
 	for {
+		ok := true
 		if err := p.Pull(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			p.fail(err)
-			wait = min(max(wait*2, time.Second), 5*time.Minute)
+			ok = pace.Backoff(ctx, err)
 		} else {
-			wait = p.opts.Interval
+			ok = pace.Idle(ctx)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !ok {
 			return nil
-		case <-t.C:
 		}
 	}
 }
@@ -127,33 +137,28 @@ func (p *Puller) Pull(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
-	p.lastPull, p.lastErr = now, ""
+	p.lastPull = now
 	p.mu.Unlock()
+	p.health.Recover("")
 	return nil
 }
 
 func (p *Puller) fail(err error) {
 	msg := logging.Scrub(err.Error())
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if msg != p.lastErr {
+	if p.health.Fail("", msg) {
 		p.log.Warn("challenge settings pull failed; keeping the last settings", logging.KeyErr, msg)
 	}
-	p.lastErr = msg
 }
 
 // Status reports the last pull.
 func (p *Puller) Status() Status {
+	_, lastErr, _ := p.health.Snapshot()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{LastError: p.lastErr}
+	s := Status{LastError: lastErr}
 	if !p.lastPull.IsZero() {
 		t := p.lastPull.UTC()
 		s.LastPullAt = &t
 	}
 	return s
 }
-
-// Close releases the puller's pool; Run closes it too, and closing twice
-// is harmless. A node that never ran calls it.
-func (p *Puller) Close() { p.pool.Close() }

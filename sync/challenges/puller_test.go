@@ -120,3 +120,36 @@ func TestUnreadableFileKeepsAccepting(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
+
+// TestRunPutsSettingsInForce: the loop's first pull puts the table's
+// settings in force and records the pull.
+func TestRunPutsSettingsInForce(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewURL(t)
+	if _, err := pgtest.Pool(t, dbURL).Exec(ctx, `
+		INSERT INTO mailslot.property_challenges (property, kind, site_key, secret, hostnames, action, no_js) VALUES
+		('blog', 'pow', '', '', '{}', '', 'hold')`); err != nil {
+		t.Fatal(err)
+	}
+	p := newPolicy(t, t.TempDir())
+	pl := newPuller(t, p, dbURL)
+	pl.Signals.Init(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pl.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	pl.Signals.RoundFinished.WaitOrTimeout()
+	if r := p.For("blog"); r == nil || r.Kind != challenge.KindPoW {
+		t.Errorf("after the first pull, blog has rule %+v; want the proof of work", r)
+	}
+	if st := pl.Status(); st.LastPullAt == nil || st.LastError != "" {
+		t.Errorf("status after the first pull = %+v", st)
+	}
+}
+
+func TestNewRefusesNoPolicy(t *testing.T) {
+	if _, err := challenges.New(challenges.Options{DatabaseURL: "postgres://127.0.0.1:1/x"}); err == nil {
+		t.Fatal("New without a policy succeeded; its first pull would panic")
+	}
+}

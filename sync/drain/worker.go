@@ -15,6 +15,7 @@ import (
 	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pgpool"
+	"github.com/mailslot/mailslot/internal/worker"
 	"github.com/mailslot/mailslot/outbox"
 	"github.com/mailslot/mailslot/pgschema"
 )
@@ -47,6 +48,13 @@ type Options struct {
 	OnCommit func()
 }
 
+// Defaults for Options.
+const (
+	DefaultBatchSize = 1000
+	DefaultParallel  = 2
+	DefaultInterval  = 200 * time.Millisecond
+)
+
 // States a worker reports.
 const (
 	StateStarting     = "starting"
@@ -69,13 +77,14 @@ type Worker struct {
 	rewinds int64
 	flights []*flight
 
+	health *worker.Health
+	schema *worker.SchemaGate
+	// Signals are for tests: they wait for a round, or a backoff, on them.
+	Signals worker.Signals
+
 	mu         sync.Mutex
-	state      string
 	reachable  bool
-	schema     int
 	lastOK     time.Time
-	lastErr    string
-	lastErrAt  time.Time
 	synced     int64
 	replayed   int64
 	batches    int64
@@ -86,24 +95,12 @@ type Worker struct {
 // New validates the options and prepares a pool without connecting: an
 // edge must start, and accept, while Postgres is down.
 func New(opts Options) (*Worker, error) {
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 1000
-	}
-	if opts.Parallel <= 0 {
-		opts.Parallel = 2
-	}
-	if opts.Interval <= 0 {
-		opts.Interval = 200 * time.Millisecond
-	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = backoff.DefaultMin
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = backoff.DefaultMax
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	worker.Positive(&opts.BatchSize, DefaultBatchSize)
+	worker.Positive(&opts.Parallel, DefaultParallel)
+	worker.Positive(&opts.Interval, DefaultInterval)
+	worker.Positive(&opts.MinBackoff, backoff.DefaultMin)
+	worker.Positive(&opts.MaxBackoff, backoff.DefaultMax)
+	opts.Logger = worker.Logger(opts.Logger)
 	// One connection per batch in flight, and one for the schema check.
 	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-edge", int32(opts.Parallel)+1, time.Minute)
 	if err != nil {
@@ -114,7 +111,8 @@ func New(opts Options) (*Worker, error) {
 		pool:    pool,
 		applier: Applier{NodeID: opts.NodeID, Region: opts.Region, ImageAttempts: opts.ImageAttempts, ImageDailyQuota: opts.ImageDailyQuota},
 		log:     opts.Logger,
-		state:   StateStarting,
+		health:  worker.NewHealth(StateStarting),
+		schema:  worker.NewSchemaGate(pool),
 	}, nil
 }
 
@@ -129,22 +127,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.pool.Close()
 	defer w.setState(StateStopped)
 	defer func() { _ = w.settle(ctx) }()
-	delay := backoff.NewDelay(w.opts.MinBackoff, w.opts.MaxBackoff)
-	schemaChecked := time.Time{}
+	pace := worker.NewPacer(w.opts.Interval, w.opts.MinBackoff, w.opts.MaxBackoff, nil, &w.Signals)
 	for ctx.Err() == nil {
-		if time.Since(schemaChecked) > 5*time.Minute || w.getSchema() < pgschema.Required() {
-			ok, err := w.checkSchema(ctx)
-			if err != nil || !ok {
-				if err != nil {
+		if w.schema.Due() {
+			if err := w.checkSchema(ctx); err != nil {
+				if !errors.Is(err, errSchemaBehind) {
 					w.fail(err)
 					w.setState(StateBackoff) // not "starting" forever when Postgres is down at start
 				}
-				if !backoff.Sleep(ctx, delay.Failed()) {
+				if !pace.Backoff(ctx, err) {
 					break
 				}
 				continue
 			}
-			schemaChecked = time.Now()
 		}
 		n, err := w.step(ctx)
 		if err != nil {
@@ -157,12 +152,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		case err != nil:
 			w.fail(err)
 			w.setState(StateBackoff)
-			if !backoff.Sleep(ctx, delay.Failed()) {
+			w.schema.Recheck()
+			if !pace.Backoff(ctx, err) {
 				return nil
 			}
-			schemaChecked = time.Time{}
 		case n < w.opts.BatchSize:
-			delay.Reset()
 			w.prune(ctx)
 			if n == 0 {
 				w.setState(StateIdle)
@@ -170,11 +164,11 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.fail(err)
 				w.cursor = 0
 			}
-			if !backoff.Sleep(ctx, w.opts.Interval) {
+			if !pace.Idle(ctx) {
 				return nil
 			}
 		default:
-			delay.Reset()
+			pace.Again()
 		}
 	}
 	return nil
@@ -370,35 +364,34 @@ func isContentError(err error) bool {
 	return false
 }
 
-func (w *Worker) checkSchema(ctx context.Context) (bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := pgschema.Version(cctx, w.pool)
+// errSchemaBehind marks the schema gate's refusal, which Status shows
+// as the schema_behind state rather than as a failure.
+var errSchemaBehind = errors.New("schema behind")
+
+// checkSchema passes the schema gate, or says why not: errSchemaBehind
+// (with the advice to migrate in the status), or the failure to read it.
+func (w *Worker) checkSchema(ctx context.Context) error {
+	behind, err := w.schema.Check(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
 	w.mu.Lock()
-	w.schema, w.reachable = v, true
+	w.reachable = true
 	w.mu.Unlock()
-	if need := pgschema.Required(); v < need {
-		msg := fmt.Sprintf("Postgres schema is at version %d, this edge needs %d: run mailslotctl migrate", v, need)
-		w.mu.Lock()
-		if w.state != StateSchemaBehind {
-			w.log.Warn("not syncing", "reason", msg)
+	if behind != "" {
+		if w.health.State() != StateSchemaBehind {
+			w.log.Warn("not syncing", "reason", behind)
 		}
-		w.state, w.lastErr, w.lastErrAt = StateSchemaBehind, msg, time.Now()
-		w.mu.Unlock()
-		return false, nil
+		w.health.Fail(StateSchemaBehind, behind)
+		return fmt.Errorf("%w: %s", errSchemaBehind, behind)
 	}
-	w.mu.Lock()
-	if w.state == StateSchemaBehind {
+	if w.health.State() == StateSchemaBehind {
 		// Migrated: the advice to migrate must not outlive it, even when
 		// there is nothing to sync (only a synced batch clears lastErr).
-		w.state, w.lastErr = StateIdle, ""
-		w.log.Info("schema is current; syncing", "version", v)
+		w.health.Recover(StateIdle)
+		w.log.Info("schema is current; syncing", "version", w.schema.Version())
 	}
-	w.mu.Unlock()
-	return true, nil
+	return nil
 }
 
 func (w *Worker) prune(ctx context.Context) {
@@ -421,30 +414,28 @@ func (w *Worker) succeeded(res Applied) {
 		w.opts.OnCommit()
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.reachable = true
 	w.lastOK = time.Now()
 	w.synced += int64(res.Rows)
 	w.replayed += int64(res.Replayed)
 	w.batches++
-	if w.lastErr != "" {
+	w.mu.Unlock()
+	if w.health.Recover("") {
 		w.log.Info("sync recovered")
 	}
-	w.lastErr = ""
 }
 
 func (w *Worker) fail(err error) {
 	msg := logging.Scrub(err.Error())
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.errors++
 	if isUnreachable(err) {
 		w.reachable = false
 	}
-	if msg != w.lastErr {
+	w.mu.Unlock()
+	if w.health.Fail("", msg) {
 		w.log.Warn("sync failed; retrying with backoff", logging.KeyErr, msg)
 	}
-	w.lastErr, w.lastErrAt = msg, time.Now()
 }
 
 // isUnreachable tells connection trouble from a refusal by a live server.
@@ -459,17 +450,7 @@ func isUnreachable(err error) bool {
 		errors.As(err, new(*pgconn.ConnectError))
 }
 
-func (w *Worker) setState(s string) {
-	w.mu.Lock()
-	w.state = s
-	w.mu.Unlock()
-}
-
-func (w *Worker) getSchema() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.schema
-}
+func (w *Worker) setState(s string) { w.health.Set(s) }
 
 // Status is what /v1/sync/status and mailslotctl status show for a node.
 type Status struct {
@@ -499,16 +480,18 @@ func (w *Worker) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	state, lastErr, lastErrAt := w.health.Snapshot()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := Status{
 		NodeID:            w.opts.NodeID,
 		Region:            w.opts.Region,
-		State:             w.state,
+		State:             state,
 		Pending:           st.Pending,
-		LastError:         w.lastErr,
+		LastError:         lastErr,
+		LastErrorAt:       lastErrAt,
 		PostgresReachable: w.reachable,
-		SchemaVersion:     w.schema,
+		SchemaVersion:     w.schema.Version(),
 		SchemaRequired:    pgschema.Required(),
 		RowsSynced:        w.synced,
 		RowsReplayed:      w.replayed,
@@ -524,10 +507,6 @@ func (w *Worker) Status(ctx context.Context) (Status, error) {
 	if !w.lastOK.IsZero() {
 		t := w.lastOK.UTC()
 		s.LastSuccessAt = &t
-	}
-	if !w.lastErrAt.IsZero() && w.lastErr != "" {
-		t := w.lastErrAt.UTC()
-		s.LastErrorAt = &t
 	}
 	return s, nil
 }

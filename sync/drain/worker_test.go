@@ -79,6 +79,7 @@ func (e *edgeNode) start(dbURL string, edit ...func(*drain.Options)) {
 	if err != nil {
 		e.t.Fatalf("drain.New: %v", err)
 	}
+	w.Signals.Init(e.t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -248,10 +249,10 @@ func TestPostgresDownThenBack(t *testing.T) {
 	proxy.Down()
 	e.start(proxy.URL(dbURL))
 	e.submit(10, distinct)
-	testsync.UntilState(t, 30*time.Second, "status to report Postgres down at start", func() (bool, string) {
-		st := e.status()
-		return !st.PostgresReachable && st.LastError != "" && st.State == drain.StateBackoff, fmt.Sprintf("%+v", st)
-	})
+	e.w.Signals.BackingOff.WaitOrTimeout()
+	if st := e.status(); st.PostgresReachable || st.LastError == "" || st.State != drain.StateBackoff {
+		t.Errorf("down at start, backing off: %+v; want unreachable, the error, state %s", st, drain.StateBackoff)
+	}
 	if st := e.status(); st.Pending != e.rows() || st.LastSuccessAt != nil {
 		t.Errorf("down at start: pending %d (want %d), last success %v", st.Pending, e.rows(), st.LastSuccessAt)
 	}
@@ -271,6 +272,8 @@ func TestPostgresDownThenBack(t *testing.T) {
 	for range 4 { // the edge accepts throughout
 		e.submit(25, distinct)
 	}
+	// A poll, not a signal: a batch that fails after it was launched
+	// fails in settle, which retries after Interval without backing off.
 	testsync.UntilState(t, 30*time.Second, "status to report Postgres down", func() (bool, string) {
 		st := e.status()
 		return !st.PostgresReachable && st.LastError != "", fmt.Sprintf("%+v", st)
@@ -380,13 +383,12 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 			e := newEdge(t, "node-behind")
 			e.submit(tt.before, max(tt.distinct, 1))
 			e.start(dbURL)
-			testsync.UntilState(t, 30*time.Second, "state schema_behind", func() (bool, string) {
-				st := e.status()
-				return st.State == drain.StateSchemaBehind, fmt.Sprintf("%+v", st)
-			})
+			if err := e.w.Signals.BackingOff.WaitOrTimeout(); err == nil || !strings.Contains(err.Error(), "mailslotctl migrate") {
+				t.Fatalf("backing off with %v; want the schema gate's advice to migrate", err)
+			}
 			e.submit(tt.during, max(tt.distinct, 1)) // still accepting
 			st := e.status()
-			if !strings.Contains(st.LastError, "mailslotctl migrate") || !st.PostgresReachable ||
+			if st.State != drain.StateSchemaBehind || !strings.Contains(st.LastError, "mailslotctl migrate") || !st.PostgresReachable ||
 				st.SchemaVersion != 0 || st.SchemaRequired != pgschema.Required() {
 				t.Errorf("schema behind: %+v; want last_error naming `mailslotctl migrate`, Postgres reachable, version 0 of %d",
 					st, pgschema.Required())
@@ -408,10 +410,13 @@ func TestSchemaBehindKeepsAcceptingAndSyncsNothing(t *testing.T) {
 			if _, err := pgschema.Migrate(context.Background(), conn); err != nil {
 				t.Fatalf("Migrate: %v", err)
 			}
-			testsync.UntilState(t, 60*time.Second, "sync after migrate", func() (bool, string) {
-				st := e.status()
-				return st.Pending == 0 && st.SchemaVersion == pgschema.Required(), fmt.Sprintf("%+v", st)
-			})
+			// No round finishes while the schema is behind: the first one
+			// after the migration syncs the whole backlog (fewer rows than
+			// a batch) and lands it before it ends.
+			e.w.Signals.RoundFinished.WaitOrTimeout()
+			if st := e.status(); st.Pending != 0 || st.SchemaVersion != pgschema.Required() {
+				t.Errorf("after the first round past the gate: %+v; want nothing pending, schema %d", st, pgschema.Required())
+			}
 			checkExact(t, pgtest.Pool(t, dbURL), tt.distinct, e)
 			if st := e.status(); st.State == drain.StateSchemaBehind || st.LastError != "" {
 				t.Errorf("after migrate: state %s, last_error %q; want the advice gone", st.State, st.LastError)

@@ -24,6 +24,7 @@ import (
 	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pgpool"
+	"github.com/mailslot/mailslot/internal/worker"
 	"github.com/mailslot/mailslot/outbox"
 )
 
@@ -38,20 +39,31 @@ WHERE id > $1 ORDER BY id LIMIT $2`
 type Options struct {
 	Outbox      *outbox.Outbox
 	DatabaseURL string
-	Interval    time.Duration
-	Logger      *slog.Logger
+	// Interval is the wait between pulls (DefaultInterval when zero).
+	Interval time.Duration
+	Logger   *slog.Logger
 }
+
+// Defaults for Options.
+const (
+	DefaultInterval = 500 * time.Millisecond
+	// failureBackoff is the puller's first wait after a failed pull.
+	failureBackoff = time.Second
+)
 
 // Puller is the tombstone worker.
 type Puller struct {
 	opts Options
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// health holds the last error (the puller has no states).
+	health *worker.Health
+	// Signals are for tests: they wait for a pull, or a backoff, on them.
+	Signals worker.Signals
 
 	mu       sync.Mutex
 	applied  int64
 	scrubbed int64
-	lastErr  string
 	lastPull time.Time
 }
 
@@ -72,17 +84,13 @@ type Status struct {
 
 // New prepares a Puller without connecting.
 func New(opts Options) (*Puller, error) {
-	if opts.Interval <= 0 {
-		opts.Interval = 500 * time.Millisecond
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	worker.Positive(&opts.Interval, DefaultInterval)
+	opts.Logger = worker.Logger(opts.Logger)
 	pool, err := pgpool.Open(opts.DatabaseURL, "mailslot-tombstones", 1, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return &Puller{opts: opts, pool: pool, log: opts.Logger}, nil
+	return &Puller{opts: opts, pool: pool, log: opts.Logger, health: worker.NewHealth("")}, nil
 }
 
 // Close releases the puller's pool, for a puller that never ran (Run
@@ -92,31 +100,28 @@ func (p *Puller) Close() { p.pool.Close() }
 // Run pulls until ctx ends.
 func (p *Puller) Run(ctx context.Context) error {
 	defer p.pool.Close()
-	delay := backoff.NewDelay(failureBackoff, backoff.DefaultMax)
+	// Failures wait jittered, so that a fleet of edges does not come back
+	// to a recovered Postgres in step.
+	pace := worker.NewPacer(p.opts.Interval, failureBackoff, backoff.DefaultMax, nil, &p.Signals)
 	for {
 		n, err := p.Pull(ctx)
-		wait := p.opts.Interval
+		ok := true
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
 			p.fail(err)
-			// Jittered, so that a fleet of edges does not come back to a
-			// recovered Postgres in step.
-			wait = delay.Failed()
+			ok = pace.Backoff(ctx, err)
 		case n == pageSize:
-			continue
+			pace.Again()
 		default:
-			delay.Reset()
+			ok = pace.Idle(ctx)
 		}
-		if !backoff.Sleep(ctx, wait) {
+		if !ok {
 			return nil
 		}
 	}
 }
-
-// failureBackoff is the puller's first wait after a failed pull.
-const failureBackoff = time.Second
 
 // Pull retries the tombstones that failed here and are due, then applies
 // one page of new tombstones, and returns how many new ones it took. A
@@ -166,19 +171,17 @@ func (p *Puller) Pull(ctx context.Context) (int, error) {
 		p.mu.Unlock()
 	}
 	p.mu.Lock()
-	p.lastPull, p.lastErr = time.Now(), ""
+	p.lastPull = time.Now()
 	p.mu.Unlock()
+	p.health.Recover("")
 	return len(ts), nil
 }
 
 func (p *Puller) fail(err error) {
 	msg := logging.Scrub(err.Error())
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if msg != p.lastErr {
+	if p.health.Fail("", msg) {
 		p.log.Warn("tombstone pull failed; retrying", logging.KeyErr, msg)
 	}
-	p.lastErr = msg
 }
 
 // Status reports the cursor and counters.
@@ -191,9 +194,10 @@ func (p *Puller) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	_, lastErr, _ := p.health.Snapshot()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Cursor: cursor, Applied: p.applied, RowsErased: p.scrubbed, LastError: p.lastErr, Failing: failing}
+	s := Status{Cursor: cursor, Applied: p.applied, RowsErased: p.scrubbed, LastError: lastErr, Failing: failing}
 	if len(oldest) > 0 {
 		t := oldest[0].FirstFailedAt
 		s.FailingSince = &t

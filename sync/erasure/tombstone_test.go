@@ -117,3 +117,54 @@ func TestPullPastALargeAndAFailingTombstone(t *testing.T) {
 		t.Errorf("status still counts %d failing tombstones", st.Failing)
 	}
 }
+
+// TestRunBacksOffThenPulls: with Postgres away the loop backs off and
+// shows why; once it is back, the next pull scrubs the erased address and
+// clears the error.
+func TestRunBacksOffThenPulls(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewURL(t)
+	pool := pgtest.Pool(t, dbURL)
+	proxy := pgtest.NewProxy(t, pgtest.TargetAddr(t, dbURL))
+	out, err := outbox.Open(ctx, outbox.Options{Dir: t.TempDir(), NodeID: "edge-a", GroupCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Close() })
+	erased := hash(0xe1)
+	fill(t, out, erased, 2, time.Now().Add(-time.Hour))
+	if _, err := pool.Exec(ctx, `INSERT INTO mailslot.tombstones (email_hmac, erased_at, requested_by) VALUES ($1, now(), 'admin')`, erased); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Down()
+	p, err := erasure.New(erasure.Options{Outbox: out, DatabaseURL: proxy.URL(dbURL), Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Signals.Init(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	if err := p.Signals.BackingOff.WaitOrTimeout(); err == nil {
+		t.Fatal("backing off without an error")
+	}
+	if st, err := p.Status(ctx); err != nil || st.LastError == "" || st.LastPullAt != nil {
+		t.Fatalf("status while Postgres is away = %+v, %v; want the error and no pull", st, err)
+	}
+
+	proxy.Up()
+	p.Signals.RoundFinished.WaitOrTimeout()
+	if n := held(t, out, erased); n != 0 {
+		t.Errorf("after the pull the outbox still holds %d rows of the erased address", n)
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastError != "" || st.Applied != 1 || st.LastPullAt == nil {
+		t.Errorf("status after the pull = %+v, want one tombstone applied and no error", st)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailslot/mailslot/internal/pgtest"
+	"github.com/mailslot/mailslot/internal/stdwebhook"
 	"github.com/mailslot/mailslot/internal/testsync"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/images/imagestest"
@@ -403,13 +404,14 @@ func TestSlowColdStart(t *testing.T) {
 // plain http server: verify, parse, apply.
 func (e *env) receiver(secret string) *httptest.Server {
 	e.t.Helper()
-	key, err := images.WebhookKey(secret)
+	key, err := stdwebhook.ParseSecret(secret)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, images.MaxWebhookBody))
-		if err := images.VerifyWebhook(key, r.Header, body, time.Now()); err != nil {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		if err := stdwebhook.Verify([]stdwebhook.Secret{key}, r.Header.Get(stdwebhook.HeaderID), r.Header.Get(stdwebhook.HeaderTimestamp),
+			r.Header.Get(stdwebhook.HeaderSignature), body, time.Now(), 0); err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}

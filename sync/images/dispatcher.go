@@ -29,7 +29,7 @@ import (
 	"github.com/mailslot/mailslot/internal/backoff"
 	"github.com/mailslot/mailslot/internal/logging"
 	"github.com/mailslot/mailslot/internal/pgpool"
-	"github.com/mailslot/mailslot/pgschema"
+	"github.com/mailslot/mailslot/internal/worker"
 )
 
 // Defaults, sized for providers whose cold starts take 30 to 90 seconds
@@ -45,7 +45,9 @@ const (
 	DefaultMinBackoff     = 30 * time.Second
 	DefaultMaxBackoff     = 30 * time.Minute
 	DefaultConcurrency    = 2
-	DefaultInterval       = 2 * time.Second
+	// DefaultLeaseGrace is how long a job's lease outlives its attempt.
+	DefaultLeaseGrace = time.Minute
+	DefaultInterval   = 2 * time.Second
 	// DefaultPollInterval is how often a running prediction is polled when
 	// no webhook is configured; with one, polling is only a safety net.
 	DefaultPollInterval        = 3 * time.Second
@@ -103,12 +105,13 @@ type Dispatcher struct {
 	wake  chan struct{}
 	jobs  sync.WaitGroup
 
-	mu        sync.Mutex
-	state     string
-	reason    string
-	schema    int
-	lastErr   string
-	lastErrAt time.Time
+	health *worker.Health
+	schema *worker.SchemaGate
+	// Signals are for tests: they wait for a round, or a backoff, on them.
+	Signals worker.Signals
+
+	mu     sync.Mutex
+	reason string // why the state is what it is, when it is not obvious
 }
 
 // errLeaseLost ends an attempt whose job is no longer this dispatcher's.
@@ -119,24 +122,12 @@ func New(opts Options) (*Dispatcher, error) {
 	if opts.Provider == nil {
 		return nil, errors.New("image dispatcher: no provider")
 	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = DefaultConcurrency
-	}
-	if opts.Interval <= 0 {
-		opts.Interval = DefaultInterval
-	}
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = DefaultPollInterval
-	}
-	if opts.AttemptTimeout <= 0 {
-		opts.AttemptTimeout = DefaultAttemptTimeout
-	}
-	if opts.LeaseGrace <= 0 {
-		opts.LeaseGrace = time.Minute
-	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = DefaultMinBackoff
-	}
+	worker.Positive(&opts.Concurrency, DefaultConcurrency)
+	worker.Positive(&opts.Interval, DefaultInterval)
+	worker.Positive(&opts.PollInterval, DefaultPollInterval)
+	worker.Positive(&opts.AttemptTimeout, DefaultAttemptTimeout)
+	worker.Positive(&opts.LeaseGrace, DefaultLeaseGrace)
+	worker.Positive(&opts.MinBackoff, DefaultMinBackoff)
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
 	}
@@ -146,9 +137,7 @@ func New(opts Options) (*Dispatcher, error) {
 	if opts.Owner == "" {
 		opts.Owner = "unknown"
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = worker.Logger(opts.Logger)
 	// One connection per running job (its polls and its finish) and one
 	// for the claim loop.
 	pool, err := OpenPool(opts.DatabaseURL, int32(opts.Concurrency+1))
@@ -156,13 +145,14 @@ func New(opts Options) (*Dispatcher, error) {
 		return nil, err
 	}
 	return &Dispatcher{
-		opts:  opts,
-		pool:  pool,
-		store: NewStore(pool),
-		log:   opts.Logger,
-		slots: make(chan struct{}, opts.Concurrency),
-		wake:  make(chan struct{}, 1),
-		state: StateStarting,
+		opts:   opts,
+		pool:   pool,
+		store:  NewStore(pool),
+		log:    opts.Logger,
+		slots:  make(chan struct{}, opts.Concurrency),
+		wake:   make(chan struct{}, 1),
+		health: worker.NewHealth(StateStarting),
+		schema: worker.NewSchemaGate(pool),
 	}, nil
 }
 
@@ -183,47 +173,34 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.pool.Close()
 	defer d.setState(StateStopped, "")
 	defer d.jobs.Wait()
-	delay := backoff.NewDelay(backoff.DefaultMin, backoff.DefaultMax)
-	schemaChecked := time.Time{}
+	// Failed claims back off by backoff's defaults; MinBackoff and
+	// MaxBackoff are for failed attempts (see delay).
+	pace := worker.NewPacer(d.opts.Interval, backoff.DefaultMin, backoff.DefaultMax, d.wake, &d.Signals)
 	for ctx.Err() == nil {
-		wait := d.opts.Interval
-		if time.Since(schemaChecked) > 5*time.Minute {
-			ok, err := d.checkSchema(ctx)
-			switch {
-			case err != nil:
-				d.trouble(err)
-				d.setState(StateBackoff, "")
-			case ok:
-				schemaChecked = time.Now()
-			}
-			if !ok {
-				wait = delay.Failed()
-			}
-		}
-		if !schemaChecked.IsZero() {
-			n, err := d.step(ctx)
-			switch {
-			case err != nil && ctx.Err() != nil:
-				return nil
-			case err != nil:
-				d.trouble(err)
-				d.setState(StateBackoff, "")
-				wait = delay.Failed()
-				schemaChecked = time.Time{}
-			default:
-				delay.Reset()
-				if n > 0 {
-					continue // there may be more due jobs and free slots
+		if d.schema.Due() {
+			if err := d.checkSchema(ctx); err != nil {
+				if !errors.Is(err, errSchemaBehind) {
+					d.trouble(err)
+					d.setState(StateBackoff, "")
 				}
+				pace.Backoff(ctx, err)
+				continue
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-d.wake:
-		case <-t.C:
+		n, err := d.step(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil:
+			d.trouble(err)
+			d.setState(StateBackoff, "")
+			d.schema.Recheck()
+			pace.Backoff(ctx, err)
+		case n > 0:
+			pace.Again() // there may be more due jobs and free slots
+		default:
+			pace.Idle(ctx)
 		}
-		t.Stop()
 	}
 	return nil
 }
@@ -604,54 +581,44 @@ func (d *Dispatcher) delay(attempt int) time.Duration {
 	return backoff.Jitter(min(b, d.opts.MaxBackoff))
 }
 
-func (d *Dispatcher) checkSchema(ctx context.Context) (bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := pgschema.Version(cctx, d.pool)
+// errSchemaBehind marks the schema gate's refusal, which Status shows as
+// the schema_behind state with its reason.
+var errSchemaBehind = errors.New("schema behind")
+
+// checkSchema passes the schema gate, or says why not: errSchemaBehind,
+// or the failure to read the version.
+func (d *Dispatcher) checkSchema(ctx context.Context) error {
+	behind, err := d.schema.Check(ctx)
 	if err != nil {
-		return false, err
+		return err
 	}
-	d.mu.Lock()
-	d.schema = v
-	d.mu.Unlock()
-	if need := pgschema.Required(); v < need {
-		msg := fmt.Sprintf("Postgres schema is at version %d, this edge needs %d: run mailslotctl migrate", v, need)
-		if d.getState() != StateSchemaBehind {
-			d.log.Warn("not dispatching image jobs", "reason", msg)
+	if behind != "" {
+		if d.health.State() != StateSchemaBehind {
+			d.log.Warn("not dispatching image jobs", "reason", behind)
 		}
-		d.setState(StateSchemaBehind, msg)
-		return false, nil
+		d.setState(StateSchemaBehind, behind)
+		return fmt.Errorf("%w: %s", errSchemaBehind, behind)
 	}
-	return true, nil
+	return nil
 }
 
 func (d *Dispatcher) trouble(err error) {
 	msg := clip(err.Error(), 500)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if msg != d.lastErr {
+	if d.health.Fail("", msg) {
 		d.log.Warn("image dispatch trouble", logging.KeyErr, msg)
 	}
-	d.lastErr, d.lastErrAt = msg, time.Now()
 }
 
-func (d *Dispatcher) recovered() {
-	d.mu.Lock()
-	d.lastErr = ""
-	d.mu.Unlock()
-}
+func (d *Dispatcher) recovered() { d.health.Recover("") }
 
 func (d *Dispatcher) setState(s, reason string) {
 	d.mu.Lock()
-	d.state, d.reason = s, reason
+	d.health.Set(s)
+	d.reason = reason
 	d.mu.Unlock()
 }
 
-func (d *Dispatcher) getState() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.state
-}
+func (d *Dispatcher) getState() string { return d.health.State() }
 
 // Status reports the queue and spend from Postgres with this dispatcher's
 // own state. It is what the lead wires into /v1/sync/status.
@@ -662,14 +629,13 @@ func (d *Dispatcher) Status(ctx context.Context) (Status, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st.State = d.state
+	var lastErr string
+	st.State, lastErr, st.LastErrorAt = d.health.Snapshot()
 	if d.reason != "" {
 		st.Reason = d.reason
 	}
-	if d.lastErr != "" {
-		st.LastError = d.lastErr
-		t := d.lastErrAt.UTC()
-		st.LastErrorAt = &t
+	if lastErr != "" {
+		st.LastError = lastErr
 	}
 	return st, nil
 }

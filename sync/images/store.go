@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mailslot/mailslot"
 )
 
 // Claiming: why FOR UPDATE SKIP LOCKED leases and not River.
@@ -48,9 +50,9 @@ const (
 
 // Errors the store returns; the edge and mailslotctl map them to answers.
 var (
-	ErrNotFound        = errors.New("image job not found")
-	ErrLeadNotFound    = errors.New("lead not found")
-	ErrUploadStoreFull = errors.New("upload storage is full")
+	ErrNotFound        = mailslot.ErrImageJobNotFound
+	ErrLeadNotFound    = mailslot.ErrLeadNotFound
+	ErrUploadStoreFull = mailslot.ErrUploadStoreFull
 )
 
 // StateError refuses an operation the job's state does not allow.
@@ -85,30 +87,7 @@ type Store struct {
 func NewStore(db DB) *Store { return &Store{db: db} }
 
 // Job is one image description job as operators see it.
-type Job struct {
-	ID          int64      `json:"id"`
-	LeadID      *int64     `json:"lead_id"`
-	Source      string     `json:"source"`
-	ImageURL    string     `json:"image_url,omitempty"`
-	UploadBytes int64      `json:"upload_bytes,omitempty"`
-	State       string     `json:"state"`
-	Attempts    int        `json:"attempts"`
-	MaxAttempts int        `json:"max_attempts"`
-	RunAfter    time.Time  `json:"run_after"`
-	Provider    string     `json:"provider,omitempty"`
-	LastError   string     `json:"last_error,omitempty"`
-	Caption     *string    `json:"caption"`
-	FaceCount   *int       `json:"face_count"`
-	SubmittedBy string     `json:"submitted_by"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	StartedAt   *time.Time `json:"started_at,omitempty"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
-	// PredictSeconds and CostUSD sum what the provider reported for this
-	// job's predictions, across attempts.
-	PredictSeconds float64 `json:"predict_seconds"`
-	CostUSD        float64 `json:"cost_usd"`
-}
+type Job = mailslot.ImageJob
 
 const jobSelect = `
 SELECT j.id, j.lead_id, j.source, j.image_url, coalesce(u.size_bytes, 0), j.state, j.attempts,
@@ -143,14 +122,7 @@ func scanJob(r pgx.Row) (Job, error) {
 }
 
 // Submission is a new job: an image URL or uploaded bytes.
-type Submission struct {
-	LeadID *int64
-	URL    string
-	Image  []byte
-	// SubmittedBy records who asked (admin_api, mailslotctl, …).
-	SubmittedBy string
-	MaxAttempts int
-}
+type Submission = mailslot.ImageSubmission
 
 // uploadLockKey serializes uploads so that the total-size check and the
 // insert cannot interleave ("images" in ASCII).
@@ -172,7 +144,7 @@ func (s *Store) Submit(ctx context.Context, sub Submission, lim Limits) (Job, er
 		url                 *string
 	)
 	if sub.URL != "" {
-		u, err := CheckURL(sub.URL, lim.AllowedHosts)
+		u, err := mailslot.CheckImageURL(sub.URL, lim.AllowedHosts)
 		if err != nil {
 			return Job{}, err
 		}
