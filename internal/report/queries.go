@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mailslot/mailslot/internal/pgrows"
 )
 
 // Every report reads the report views only, so it shows exactly what the
@@ -69,20 +71,12 @@ func Campaigns(ctx context.Context, db DB, f Filter) ([]CampaignRow, error) {
 	if touch == TouchLast {
 		q = campaignsLastSQL
 	}
-	rows, err := db.Query(ctx, q, f.Property, since, until)
-	if err != nil {
-		return nil, fmt.Errorf("query campaigns report: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (CampaignRow, error) {
+	return pgrows.Collect(ctx, db, "read campaigns report", func(r pgx.CollectableRow) (CampaignRow, error) {
 		c := CampaignRow{Touch: touch}
 		err := r.Scan(&c.Property, &c.Source, &c.Medium, &c.Campaign, &c.Signups, &c.Confirmed, &c.Unconfirmed,
 			&c.Withdrawn, &c.Suppressed, &c.ConfirmRate)
 		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read campaigns report: %w", err)
-	}
-	return out, nil
+	}, q, f.Property, since, until)
 }
 
 // FunnelCounts are the funnel's stages and the ratios between them. The
@@ -146,23 +140,9 @@ ORDER BY 3 DESC, 1, 2`
 
 // Pages reports the funnel per property and page, most viewed first.
 func Pages(ctx context.Context, db DB, f Filter) ([]PageRow, error) {
-	since, until, err := f.days()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.Query(ctx, pagesSQL, f.Property, since, until)
-	if err != nil {
-		return nil, fmt.Errorf("query pages report: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PageRow, error) {
-		var p PageRow
-		err := r.Scan(append([]any{&p.Property, &p.Page}, p.targets()...)...)
-		return p, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read pages report: %w", err)
-	}
-	return out, nil
+	return byDay(ctx, db, f, "read pages report", pgrows.Into(func(p *PageRow) []any {
+		return append([]any{&p.Property, &p.Page}, p.targets()...)
+	}), pagesSQL)
 }
 
 // FunnelRow is the funnel of one property on one day, all pages together.
@@ -186,23 +166,9 @@ ORDER BY day, property`
 // Funnel reports page views → form submits → sign-ups → confirmed per
 // day and property.
 func Funnel(ctx context.Context, db DB, f Filter) ([]FunnelRow, error) {
-	since, until, err := f.days()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.Query(ctx, funnelSQL, f.Property, since, until)
-	if err != nil {
-		return nil, fmt.Errorf("query funnel report: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FunnelRow, error) {
-		var x FunnelRow
-		err := r.Scan(append([]any{&x.Day, &x.Property}, x.targets()...)...)
-		return x, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read funnel report: %w", err)
-	}
-	return out, nil
+	return byDay(ctx, db, f, "read funnel report", pgrows.Into(func(x *FunnelRow) []any {
+		return append([]any{&x.Day, &x.Property}, x.targets()...)
+	}), funnelSQL)
 }
 
 // ConsentRow is the consent state of one property's leads now.
@@ -248,21 +214,11 @@ func Consent(ctx context.Context, db DB, f Filter) ([]ConsentRow, error) {
 	if !f.Since.IsZero() || !f.Until.IsZero() {
 		return nil, fmt.Errorf("%w: the consent report is the state now; since and until do not apply", ErrInvalid)
 	}
-	rows, err := db.Query(ctx, consentSQL, f.Property)
-	if err != nil {
-		return nil, fmt.Errorf("query consent report: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ConsentRow, error) {
-		var c ConsentRow
-		err := r.Scan(&c.Property, &c.Signups, &c.Pending, &c.PendingMedianAgeDays, &c.PendingMaxAgeDays,
+	return pgrows.Collect(ctx, db, "read consent report", pgrows.Into(func(c *ConsentRow) []any {
+		return []any{&c.Property, &c.Signups, &c.Pending, &c.PendingMedianAgeDays, &c.PendingMaxAgeDays,
 			&c.Confirmed, &c.ConfirmationRate, &c.Withdrawn, &c.UnsubscribeRate, &c.Suppressed, &c.Implied,
-			&c.ImpliedLapsing30d, &c.ImpliedLapsed)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read consent report: %w", err)
-	}
-	return out, nil
+			&c.ImpliedLapsing30d, &c.ImpliedLapsed}
+	}), consentSQL, f.Property)
 }
 
 // ImageRow is one month (UTC) of image-description jobs and spend.
@@ -311,11 +267,7 @@ func Images(ctx context.Context, db DB, f Filter, budgetUSD float64) ([]ImageRow
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, imagesSQL, since, until)
-	if err != nil {
-		return nil, fmt.Errorf("query images report: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ImageRow, error) {
+	return pgrows.Collect(ctx, db, "read images report", func(r pgx.CollectableRow) (ImageRow, error) {
 		var x ImageRow
 		err := r.Scan(&x.Month, &x.Jobs, &x.Queued, &x.Running, &x.Failed, &x.Succeeded, &x.Dead, &x.Cancelled,
 			&x.Predictions, &x.PredictSeconds, &x.SpendUSD, &x.BudgetUSD, &x.BudgetUsed)
@@ -324,9 +276,15 @@ func Images(ctx context.Context, db DB, f Filter, budgetUSD float64) ([]ImageRow
 			x.BudgetUSD, x.BudgetUsed = &b, &used
 		}
 		return x, err
-	})
+	}, imagesSQL, since, until)
+}
+
+// byDay runs a report query that takes (property, since, until) with the
+// filter's days.
+func byDay[T any](ctx context.Context, db DB, f Filter, what string, scan func(pgx.CollectableRow) (T, error), sql string) ([]T, error) {
+	since, until, err := f.days()
 	if err != nil {
-		return nil, fmt.Errorf("read images report: %w", err)
+		return nil, err
 	}
-	return out, nil
+	return pgrows.Collect(ctx, db, what, scan, sql, f.Property, since, until)
 }

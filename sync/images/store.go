@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mailslot/mailslot"
+	"github.com/mailslot/mailslot/internal/pgrows"
 )
 
 // Claiming: why FOR UPDATE SKIP LOCKED leases and not River.
@@ -215,15 +216,8 @@ func (s *Store) List(ctx context.Context, state string, limit int) ([]Job, error
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := s.db.Query(ctx, jobSelect+` WHERE ($1 = '' OR j.state = $1) ORDER BY j.id DESC LIMIT $2`, state, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list image jobs: %w", err)
-	}
-	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list image jobs: %w", err)
-	}
-	return jobs, nil
+	return pgrows.Collect(ctx, s.db, "list image jobs", func(r pgx.CollectableRow) (Job, error) { return scanJob(r) },
+		jobSelect+` WHERE ($1 = '' OR j.state = $1) ORDER BY j.id DESC LIMIT $2`, state, limit)
 }
 
 // Retry queues a failed, dead or cancelled job to run now with a fresh set

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mailslot/mailslot/internal/pgrows"
 )
 
 // One job mechanism for images and mail: the same design, not shared code.
@@ -130,15 +132,8 @@ func (s *Store) List(ctx context.Context, state string, limit int) ([]Job, error
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := s.db.Query(ctx, jobSelect+` WHERE ($1 = '' OR state = $1) ORDER BY id DESC LIMIT $2`, state, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list mail jobs: %w", err)
-	}
-	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list mail jobs: %w", err)
-	}
-	return jobs, nil
+	return pgrows.Collect(ctx, s.db, "list mail jobs", func(r pgx.CollectableRow) (Job, error) { return scanJob(r) },
+		jobSelect+` WHERE ($1 = '' OR state = $1) ORDER BY id DESC LIMIT $2`, state, limit)
 }
 
 // Retry queues a failed, dead, uncertain, skipped or cancelled job to be

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/mailslot/mailslot/internal/pgrows"
 	"github.com/mailslot/mailslot/internal/safedial"
 	"github.com/mailslot/mailslot/internal/stdwebhook"
 )
@@ -324,21 +325,11 @@ type ErasureDelivery struct {
 
 // ErasureDeliveries returns the erasure record of tombstone tombstoneID.
 func ErasureDeliveries(ctx context.Context, db DB, tombstoneID int64) ([]ErasureDelivery, error) {
-	rows, err := db.Query(ctx, `
+	return pgrows.Collect(ctx, db, "read erasure deliveries", pgrows.Into(func(e *ErasureDelivery) []any {
+		return []any{&e.TombstoneID, &e.EventID, &e.LeadPublicID, &e.Property, &e.SubscriptionID, &e.Receiver, &e.State,
+			&e.Attempts, &e.LastStatus, &e.LastError, &e.FirstAttemptAt, &e.LastAttemptAt, &e.DeliveredAt}
+	}), `
 SELECT tombstone_id, event_id, lead_public_id, property, subscription_id, receiver, state, attempts,
        last_status, COALESCE(last_error, ''), first_attempt_at, last_attempt_at, delivered_at
 FROM mailslot.webhook_erasure_deliveries WHERE tombstone_id = $1 ORDER BY lead_public_id, subscription_id`, tombstoneID)
-	if err != nil {
-		return nil, fmt.Errorf("read erasure deliveries: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ErasureDelivery, error) {
-		var e ErasureDelivery
-		err := r.Scan(&e.TombstoneID, &e.EventID, &e.LeadPublicID, &e.Property, &e.SubscriptionID, &e.Receiver, &e.State,
-			&e.Attempts, &e.LastStatus, &e.LastError, &e.FirstAttemptAt, &e.LastAttemptAt, &e.DeliveredAt)
-		return e, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read erasure deliveries: %w", err)
-	}
-	return out, nil
 }
