@@ -2,9 +2,11 @@
 -- to the tools marketers use, and the record that an erasure reached each
 -- receiver that had been sent the lead (sync/webhook).
 --
--- An event is written in the transaction that changed the lead, with one
--- delivery per matching subscription; a deliverer claims due deliveries
--- with a lease (FOR UPDATE SKIP LOCKED) and POSTs them. An erasure scrubs
+-- An event is written in the transaction that changed the lead, and only
+-- that row: the sync's transaction stays one narrow insert per event. A
+-- deliverer fans each new event out to one delivery per matching
+-- subscription (one fan-out at a time, in event order), claims due
+-- deliveries with a lease (FOR UPDATE SKIP LOCKED) and POSTs them. An erasure scrubs
 -- the payloads of every stored event of the lead, cancels what was not yet
 -- delivered, and queues lead.erased to every subscription that was sent
 -- (or was due) anything about the lead.
@@ -39,13 +41,16 @@ CREATE TABLE mailslot.webhook_subscriptions (
 );
 
 -- One event about one lead. id is the idempotency key sent as webhook-id:
--- a retried delivery carries the same one. seq orders a lead's events.
+-- a retried delivery carries the same one. seq orders a lead's events
+-- (an identity: unique without an index to keep up). fanned_at is when
+-- the event's deliveries were written; until then the event is in
+-- webhook_events_unfanned, which the deliverer reads in seq order.
 -- payload is the event's "data"; an erasure replaces it with the public id
 -- and property alone (scrubbed_at). lead.erased rows name their tombstone.
 -- No foreign key to leads: erasure deletes the lead, the record stays.
 CREATE TABLE mailslot.webhook_events (
     id             uuid        PRIMARY KEY,
-    seq            bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq            bigint      GENERATED ALWAYS AS IDENTITY,
     type           text        NOT NULL CHECK (type IN ('lead.created', 'lead.confirmed', 'lead.unsubscribed', 'lead.erased')),
     lead_public_id uuid        NOT NULL,
     property       text        NOT NULL,
@@ -53,10 +58,12 @@ CREATE TABLE mailslot.webhook_events (
     tombstone_id   bigint      REFERENCES mailslot.tombstones (id),
     created_at     timestamptz NOT NULL DEFAULT now(),
     scrubbed_at    timestamptz,
+    fanned_at      timestamptz,
     CHECK (type = 'lead.erased' OR tombstone_id IS NULL)
 );
 CREATE INDEX webhook_events_lead ON mailslot.webhook_events (lead_public_id, type);
 CREATE INDEX webhook_events_tombstone ON mailslot.webhook_events (tombstone_id) WHERE tombstone_id IS NOT NULL;
+CREATE INDEX webhook_events_unfanned ON mailslot.webhook_events (seq) WHERE fanned_at IS NULL;
 
 -- One event to one subscription.
 --   pending -> delivering (leased) -> delivered
@@ -87,7 +94,7 @@ CREATE TABLE mailslot.webhook_deliveries (
     first_attempt_at timestamptz,
     last_attempt_at  timestamptz,
     delivered_at     timestamptz,
-    UNIQUE (subscription_id, event_id),
+    UNIQUE (event_id, subscription_id),
     CHECK (state <> 'delivering' OR (lease_token IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK ((state = 'delivered') = (delivered_at IS NOT NULL) OR state = 'cancelled')
 );
@@ -96,7 +103,6 @@ CREATE INDEX webhook_deliveries_leased ON mailslot.webhook_deliveries (lease_unt
 CREATE INDEX webhook_deliveries_order ON mailslot.webhook_deliveries (subscription_id, lead_public_id, event_seq)
     WHERE state IN ('pending', 'delivering', 'failed') OR lease_until IS NOT NULL;
 CREATE INDEX webhook_deliveries_lead ON mailslot.webhook_deliveries (lead_public_id);
-CREATE INDEX webhook_deliveries_event ON mailslot.webhook_deliveries (event_id);
 CREATE INDEX webhook_deliveries_subscription ON mailslot.webhook_deliveries (subscription_id, state);
 
 -- What proves that an erasure reached the receivers: per tombstone, per

@@ -300,6 +300,12 @@ type claimed struct {
 
 func (d *Deliverer) round(ctx context.Context) Round {
 	var r Round
+	// New events become deliveries first, so that this round's claim can
+	// take them.
+	if _, err := FanOut(ctx, d.o.DB, max(DefaultFanOut, d.o.BatchSize)); err != nil {
+		r.Err = err
+		return r
+	}
 	rows, err := d.o.DB.Query(ctx, claimSQL, d.o.BatchSize, d.o.Owner, d.lease)
 	if err != nil {
 		r.Err = fmt.Errorf("claim webhook deliveries: %w", err)

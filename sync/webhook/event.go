@@ -91,8 +91,12 @@ func (e Event) check() error {
 	return nil
 }
 
-// emitSQL writes the events that some enabled subscription wants and one
-// delivery per such subscription. lead.created is written once per lead:
+// emitSQL writes the events that some enabled subscription wants, and
+// nothing else: the deliverer fans them out to their deliveries
+// (fanOutSQL), so that a sign-up's transaction pays for one narrow insert,
+// not one per subscription. It returns one row per delivery the fan-out
+// will write (event and matching subscription), which Emit counts.
+// lead.created is written once per lead:
 // a second one for the same public id writes nothing, so the caller may
 // emit it for every sign-up it merges. Times are rendered as RFC 3339 in
 // UTC by to_char, whatever the session's TimeZone (jsonb's own rendering
@@ -137,10 +141,9 @@ WITH input AS (
     INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload)
     SELECT id, type, public_id, property, payload FROM ev ORDER BY ord
     ON CONFLICT (id) DO NOTHING
-    RETURNING id, seq, type, lead_public_id, property
+    RETURNING type, property
 )
-INSERT INTO mailslot.webhook_deliveries (subscription_id, event_id, lead_public_id, event_seq)
-SELECT s.id, e.id, e.lead_public_id, e.seq
+SELECT 1
 FROM inserted e
 JOIN mailslot.webhook_subscriptions s
   ON s.disabled_at IS NULL AND e.type = ANY (s.events) AND (s.property IS NULL OR s.property = e.property)`
@@ -187,7 +190,7 @@ func (a emitArgs) values() []any {
 }
 
 // QueueEmit queues one statement on b (the sync's pipelined batch, inside
-// its transaction) that writes evs and their deliveries. Queue it after
+// its transaction) that writes evs; a deliverer fans them out. Queue it after
 // the statements that write the leads it names. It returns an error, and
 // queues nothing, when an event is malformed.
 func QueueEmit(b *pgx.Batch, evs ...Event) error {
@@ -208,8 +211,9 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// Emit writes evs and their deliveries through tx, the transaction that
-// changed the leads, and returns how many deliveries it queued.
+// Emit writes evs through tx, the transaction that changed the leads, and
+// returns how many deliveries the fan-out will make of them (one per
+// event and enabled subscription that wants it, as of now).
 func Emit(ctx context.Context, tx Execer, evs ...Event) (int64, error) {
 	if len(evs) == 0 {
 		return 0, nil
