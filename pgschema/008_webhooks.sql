@@ -12,10 +12,15 @@
 -- (or was due) anything about the lead.
 
 -- A stable public id for every lead, which every event carries instead of
--- our internal bigint. Existing leads get one here (the volatile default
+-- our internal bigint. A UUIDv7 (time-ordered), so that the indexes on it
+-- here and in webhook_events grow at their right edge instead of
+-- dirtying a random page per new lead; what it reveals, when the lead
+-- was created, every lead.created says anyway. (The new id an erasure
+-- gives a surviving lead is random: it must not be linkable to the old
+-- one.) Existing leads get one here (the volatile default
 -- rewrites the table: run this migration when a short lock on leads is
 -- acceptable).
-ALTER TABLE mailslot.leads ADD COLUMN public_id uuid NOT NULL DEFAULT gen_random_uuid();
+ALTER TABLE mailslot.leads ADD COLUMN public_id uuid NOT NULL DEFAULT uuidv7();
 CREATE UNIQUE INDEX leads_public_id ON mailslot.leads (public_id);
 
 -- A receiver. The secrets are stored as they are shown (whsec_<base64>):
@@ -41,7 +46,8 @@ CREATE TABLE mailslot.webhook_subscriptions (
 );
 
 -- One event about one lead. id is the idempotency key sent as webhook-id:
--- a retried delivery carries the same one. seq orders a lead's events
+-- a retried delivery carries the same one (a UUIDv7, time-ordered, for
+-- the same reason as leads.public_id). seq orders a lead's events
 -- (an identity: unique without an index to keep up). fanned_at is when
 -- the event's deliveries were written; until then the event is in
 -- webhook_events_unfanned, which the deliverer reads in seq order.
@@ -65,7 +71,10 @@ CREATE INDEX webhook_events_lead ON mailslot.webhook_events (lead_public_id, typ
 CREATE INDEX webhook_events_tombstone ON mailslot.webhook_events (tombstone_id) WHERE tombstone_id IS NOT NULL;
 CREATE INDEX webhook_events_unfanned ON mailslot.webhook_events (seq) WHERE fanned_at IS NULL;
 
--- One event to one subscription.
+-- One event to one subscription, written by the fan-out (or, for
+-- lead.erased and for an event erased before its fan-out, by the erasure).
+-- Finished ones are pruned after a retention (webhook.Prune), but never a
+-- lead.erased one, nor a subscription's newest of a lead.
 --   pending -> delivering (leased) -> delivered
 --                                  -> failed (waits for next_attempt_at) -> delivering ...
 --                                  -> dead (retried for 3 days from the first attempt)
@@ -130,16 +139,16 @@ JOIN mailslot.webhook_subscriptions s ON s.id = d.subscription_id
 WHERE e.type = 'lead.erased';
 
 -- The edge emits events in the sync's transaction, scrubs them in an
--- erasure's, claims and finishes deliveries, and disables a subscription
--- that answered 410. Subscriptions are added, rotated and removed by
--- mailslotctl as the owner. (Also in grants.sql, so that a role created
+-- erasure's, fans them out, claims, finishes and prunes deliveries, and
+-- disables a subscription that answered 410. Subscriptions are added,
+-- rotated and removed by mailslotctl as the owner. (Also in grants.sql, so that a role created
 -- later gets them.)
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'mailslot_edge') THEN
         GRANT SELECT, UPDATE ON mailslot.webhook_subscriptions TO mailslot_edge;
         GRANT SELECT, INSERT, UPDATE ON mailslot.webhook_events TO mailslot_edge;
-        GRANT SELECT, INSERT, UPDATE ON mailslot.webhook_deliveries TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON mailslot.webhook_deliveries TO mailslot_edge;
         GRANT SELECT ON mailslot.webhook_erasure_deliveries TO mailslot_edge;
     END IF;
 END

@@ -31,6 +31,13 @@ BEGIN
         GRANT SELECT ON mailslot.properties TO mailslot_edge;
         -- Bot challenges: every edge pulls the per-property settings.
         GRANT SELECT ON mailslot.property_challenges TO mailslot_edge;
+        -- Webhooks: the sync emits events, erasures scrub them, any edge's
+        -- deliverer fans them out, claims, finishes and prunes deliveries
+        -- and disables a subscription that answered 410 (sync/webhook).
+        GRANT SELECT, UPDATE ON mailslot.webhook_subscriptions TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.webhook_events TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON mailslot.webhook_deliveries TO mailslot_edge;
+        GRANT SELECT ON mailslot.webhook_erasure_deliveries TO mailslot_edge;
     END IF;
 END
 $$;

@@ -78,7 +78,7 @@ WITH tomb AS (
       OR (s.disabled_at IS NULL AND 'lead.erased' = ANY (s.events) AND (s.property IS NULL OR s.property = e.property))
 ), ev AS (
     INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload, tombstone_id, fanned_at)
-    SELECT gen_random_uuid(), 'lead.erased', e.public_id, e.property,
+    SELECT uuidv7(), 'lead.erased', e.public_id, e.property,
            jsonb_build_object('id', e.public_id, 'property', e.property,
                'erased_at', to_char(tomb.erased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
            tomb.id, now()

@@ -51,7 +51,7 @@ const (
 // writes it.
 type Event struct {
 	// ID becomes webhook-id, the receiver's idempotency key. Zero means a
-	// new random one.
+	// new one (a UUIDv7).
 	ID        uuid.UUID
 	Type      Type
 	PublicID  uuid.UUID
@@ -108,7 +108,7 @@ WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bytea[], $6::text[], $7::timestamptz[])
         WITH ORDINALITY AS i (id, type, public_id, property, email_hmac, reason, at, ord)
 ), ev AS (
-    SELECT CASE WHEN i.public_id IS NULL AND i.property = '' THEN gen_random_uuid() ELSE i.id END AS id,
+    SELECT CASE WHEN i.public_id IS NULL AND i.property = '' THEN uuidv7() ELSE i.id END AS id,
         i.type, i.ord, l.public_id, l.property,
         CASE i.type
         WHEN 'lead.created' THEN jsonb_build_object(
@@ -168,7 +168,13 @@ func buildEmit(evs []Event) (emitArgs, error) {
 		}
 		a.ids[i] = e.ID
 		if e.ID == uuid.Nil {
-			a.ids[i] = uuid.New()
+			// Time-ordered, so that the primary key grows at its right
+			// edge (pgschema 008).
+			id, err := uuid.NewV7()
+			if err != nil {
+				return a, fmt.Errorf("webhook event id: %w", err)
+			}
+			a.ids[i] = id
 		}
 		a.publicIDs[i], a.types[i], a.props[i], a.hashes[i], a.reasons[i] = e.PublicID, string(e.Type), e.Property, e.EmailHMAC, e.Reason
 		if !e.At.IsZero() {
