@@ -51,7 +51,7 @@ func TestWebhookGoneEndToEnd(t *testing.T) {
 		ID             string `json:"id"`
 		DisabledReason string `json:"disabled_reason"`
 		Deliveries     struct {
-			Pending   int64 `json:"pending"`
+			Pending int64 `json:"pending"`
 		} `json:"deliveries"`
 	}
 	if err := json.Unmarshal([]byte(out), &views); err != nil {
