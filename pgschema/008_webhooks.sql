@@ -81,7 +81,7 @@ CREATE INDEX webhook_events_unfanned ON mailslot.webhook_events (seq) WHERE fann
 --   pending | failed | dead | delivering -> cancelled (lead erased, or subscription disabled)
 -- lead_public_id and event_seq are copied from the event so that "is an
 -- older event of this lead still undelivered to this subscription" is one
--- probe of webhook_deliveries_order. A delivery cancelled while in flight
+-- probe of webhook_deliveries_lead. A delivery cancelled while in flight
 -- keeps its lease until the deliverer reports, so that lead.erased is not
 -- sent beside it. last_error never holds the URL's query or the body.
 CREATE TABLE mailslot.webhook_deliveries (
@@ -109,10 +109,12 @@ CREATE TABLE mailslot.webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON mailslot.webhook_deliveries (next_attempt_at) WHERE state IN ('pending', 'failed');
 CREATE INDEX webhook_deliveries_leased ON mailslot.webhook_deliveries (lease_until) WHERE state = 'delivering';
-CREATE INDEX webhook_deliveries_order ON mailslot.webhook_deliveries (subscription_id, lead_public_id, event_seq)
-    WHERE state IN ('pending', 'delivering', 'failed') OR lease_until IS NOT NULL;
-CREATE INDEX webhook_deliveries_lead ON mailslot.webhook_deliveries (lead_public_id);
-CREATE INDEX webhook_deliveries_subscription ON mailslot.webhook_deliveries (subscription_id, state);
+-- One index serves the claim's order check (lead, subscription, older
+-- seq), an erasure's lookups by lead, and Prune's newest-per-lead check.
+-- Every index here is written by the fan-out and again by each state
+-- change (the claim, the outcome), so there are few: looking deliveries
+-- up by subscription alone (status counts, remove, redeliver) scans.
+CREATE INDEX webhook_deliveries_lead ON mailslot.webhook_deliveries (lead_public_id, subscription_id, event_seq);
 
 -- What proves that an erasure reached the receivers: per tombstone, per
 -- lead it erased and per subscription, the lead.erased delivery and how it
