@@ -2,7 +2,7 @@
 // webhooks (Standard Webhooks, internal/stdwebhook), and makes an erasure
 // follow everything that was sent.
 //
-// Three parts, all on Postgres (pgschema 008):
+// Four parts, all on Postgres (pgschema 008):
 //
 //   - Emission, in the caller's transaction: QueueEmit (a pipelined
 //     pgx.Batch, as the sync applies batches) or Emit writes an event,
