@@ -498,6 +498,9 @@ func (d *Deliverer) record(ctx context.Context, batch []*claimed, r Round) Round
 		}
 		return rows.Err()
 	})
+	if len(gone) > 0 {
+		queueEraseLock(b)
+	}
 	for sub := range gone {
 		b.Queue(disableSQL, sub, "gone", "subscription disabled: receiver answered 410 Gone").QueryRow(func(row pgx.Row) error {
 			var n, cancelled int64

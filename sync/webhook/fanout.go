@@ -22,7 +22,9 @@ const DefaultFanOut = 1024
 // relies on. An erasure holds the lock shared (QueueErase), so that its
 // statement sees every delivery a fan-out wrote, and the fan-out never
 // sees an event the erasure is about to scrub as unfanned: the erasure
-// fans such events out itself, as cancelled deliveries.
+// fans such events out itself, as cancelled deliveries. Disabling a
+// subscription (Remove, a 410) holds it shared too, so that its cancel
+// sees every delivery written to the subscription.
 const fanOutSQL = `
 WITH turn AS (
     SELECT pg_try_advisory_xact_lock(1835100524, 2) AS ok
@@ -45,7 +47,7 @@ ORDER BY ev.seq
 ON CONFLICT (event_id, subscription_id) DO NOTHING`
 
 // eraseLockSQL takes the fan-out lock shared for the rest of the
-// erasure's transaction (see fanOutSQL).
+// erasure's (or the disable's) transaction (see fanOutSQL).
 const eraseLockSQL = `SELECT pg_advisory_xact_lock_shared(1835100524, 2)`
 
 // FanOut writes the deliveries of up to limit (DefaultFanOut when not
