@@ -36,6 +36,13 @@ BEGIN
         -- the schema owner.
         GRANT EXECUTE ON FUNCTION mailslot.ensure_event_partitions(date, integer) TO mailslot_edge;
         GRANT EXECUTE ON FUNCTION mailslot.refresh_reports() TO mailslot_edge;
+        -- Webhooks: the sync emits events, erasures scrub them, any edge's
+        -- deliverer fans them out, claims, finishes and prunes deliveries
+        -- and disables a subscription that answered 410 (sync/webhook).
+        GRANT SELECT, UPDATE ON mailslot.webhook_subscriptions TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE ON mailslot.webhook_events TO mailslot_edge;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON mailslot.webhook_deliveries TO mailslot_edge;
+        GRANT SELECT ON mailslot.webhook_erasure_deliveries TO mailslot_edge;
     END IF;
     -- Dashboards and BI tools read the report views and nothing else: no
     -- table, no address, no hash (the views run with their owner's

@@ -27,8 +27,13 @@ type hookEvent struct {
 	Statuses []string // its deliveries' states
 }
 
+// hookEvents fans the stored events out first, as a deliverer's round
+// would, so that every event shows the deliveries it gets.
 func (p *pg) hookEvents() []hookEvent {
 	p.t.Helper()
+	if _, err := webhook.FanOut(context.Background(), p.pool, 0); err != nil {
+		p.t.Fatal(err)
+	}
 	rows, err := p.pool.Query(context.Background(), `
 		SELECT e.type, e.lead_public_id, e.tombstone_id, e.payload,
 		       COALESCE((SELECT array_agg(d.state ORDER BY d.id) FROM mailslot.webhook_deliveries d WHERE d.event_id = e.id), '{}')

@@ -47,6 +47,7 @@ FROM generate_series(1, $1) g RETURNING public_id`, b.N)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(load1(), "load1")
 	if got := len(rc.Accepted()); got != b.N {
 		b.Fatalf("receiver accepted %d, want %d", got, b.N)
 	}

@@ -60,7 +60,11 @@ type Options struct {
 	// a failed attempt; RetryWindow is how long from the first attempt a
 	// delivery is retried before it is dead (default 72h).
 	MinBackoff, MaxBackoff, RetryWindow time.Duration
-	Logger                              *slog.Logger
+	// Retention is how long finished deliveries are kept (default
+	// DefaultRetention); every PruneInterval (default DefaultPruneInterval)
+	// a round first prunes older ones (Prune).
+	Retention, PruneInterval time.Duration
+	Logger                   *slog.Logger
 	// OnRound, when set, is called after every round, from the
 	// deliverer's goroutine; tests wait on it rather than sleep.
 	OnRound func(Round)
@@ -103,6 +107,8 @@ type Deliverer struct {
 	mu                              sync.Mutex
 	lastRound, lastSuccess          time.Time
 	lastErr                         string
+	// lastPrune is only touched by round, from Run's goroutine.
+	lastPrune time.Time
 }
 
 // NewDeliverer returns a deliverer; it does not connect until Run.
@@ -118,6 +124,8 @@ func NewDeliverer(o Options) (*Deliverer, error) {
 	o.MinBackoff = cmp.Or(o.MinBackoff, DefaultMinBackoff)
 	o.MaxBackoff = max(cmp.Or(o.MaxBackoff, DefaultMaxBackoff), o.MinBackoff)
 	o.RetryWindow = cmp.Or(o.RetryWindow, DefaultRetryWindow)
+	o.Retention = cmp.Or(o.Retention, DefaultRetention)
+	o.PruneInterval = cmp.Or(o.PruneInterval, DefaultPruneInterval)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -300,6 +308,19 @@ type claimed struct {
 
 func (d *Deliverer) round(ctx context.Context) Round {
 	var r Round
+	if now := time.Now(); now.Sub(d.lastPrune) >= d.o.PruneInterval {
+		if _, err := Prune(ctx, d.o.DB, d.o.Retention, 0); err != nil {
+			r.Err = err
+			return r
+		}
+		d.lastPrune = now
+	}
+	// New events become deliveries first, so that this round's claim can
+	// take them.
+	if _, err := FanOut(ctx, d.o.DB, max(DefaultFanOut, d.o.BatchSize)); err != nil {
+		r.Err = err
+		return r
+	}
 	rows, err := d.o.DB.Query(ctx, claimSQL, d.o.BatchSize, d.o.Owner, d.lease)
 	if err != nil {
 		r.Err = fmt.Errorf("claim webhook deliveries: %w", err)
@@ -477,6 +498,9 @@ func (d *Deliverer) record(ctx context.Context, batch []*claimed, r Round) Round
 		}
 		return rows.Err()
 	})
+	if len(gone) > 0 {
+		queueEraseLock(b)
+	}
 	for sub := range gone {
 		b.Queue(disableSQL, sub, "gone", "subscription disabled: receiver answered 410 Gone").QueryRow(func(row pgx.Row) error {
 			var n, cancelled int64

@@ -2,14 +2,18 @@
 // webhooks (Standard Webhooks, internal/stdwebhook), and makes an erasure
 // follow everything that was sent.
 //
-// Three parts, all on Postgres (pgschema 008):
+// Four parts, all on Postgres (pgschema 008):
 //
 //   - Emission, in the caller's transaction: QueueEmit (a pipelined
-//     pgx.Batch, as the sync applies batches) or Emit writes an event and
-//     one delivery per enabled subscription whose types and property
-//     match. The payload is read from the lead's row by the same
-//     statement, so it says what the transaction wrote. No subscriber, no
-//     stored event.
+//     pgx.Batch, as the sync applies batches) or Emit writes an event,
+//     one narrow row, and nothing else. The payload is read from the
+//     lead's row by the same statement, so it says what the transaction
+//     wrote. No subscriber, no stored event.
+//   - Fan-out, by the deliverer at the start of every round (FanOut):
+//     each new event becomes one delivery per enabled subscription whose
+//     types and property match, one fan-out at a time, in event order.
+//     Keeping this out of the sync's transaction is what keeps the
+//     sync's drain rate with a subscription close to its rate without.
 //   - Erasure, in the erasure's transaction: QueueErase or EraseLead
 //     scrubs every stored event of the address's leads, cancels every
 //     delivery not yet made, and queues lead.erased to each subscription

@@ -25,6 +25,9 @@ func TestEmitFansOutToMatchingSubscriptions(t *testing.T) {
 	l := insertLead(t, pool, "a.example", "ann@example.com")
 
 	subsOf := func(typ webhook.Type) map[uuid.UUID]bool {
+		if _, err := webhook.FanOut(ctx, pool, 0); err != nil {
+			t.Fatal(err)
+		}
 		rows, err := pool.Query(ctx, `SELECT d.subscription_id FROM mailslot.webhook_deliveries d
 			JOIN mailslot.webhook_events e ON e.id = d.event_id WHERE e.type = $1`, string(typ))
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // EraseResult counts what an erasure changed in the webhook tables.
@@ -24,6 +25,8 @@ type EraseResult struct {
 //
 //   - scrub: every stored event of the lead, delivered or not, keeps only
 //     the public id and property;
+//   - an event not yet fanned out gets its deliveries here, cancelled:
+//     the record says which receivers were due it;
 //   - cancel: every delivery not yet delivered is cancelled, so that the
 //     address is never sent after the erasure. One in flight keeps its
 //     lease until its deliverer reports, so that lead.erased waits for it
@@ -48,9 +51,18 @@ WITH tomb AS (
     FROM mailslot.leads l, tomb WHERE l.email_hmac = $1
 ), scrub AS (
     UPDATE mailslot.webhook_events e
-    SET payload = jsonb_build_object('id', e.lead_public_id, 'property', e.property), scrubbed_at = now()
+    SET payload = jsonb_build_object('id', e.lead_public_id, 'property', e.property), scrubbed_at = now(),
+        fanned_at = COALESCE(e.fanned_at, now())
     FROM erased WHERE e.lead_public_id = erased.public_id AND e.scrubbed_at IS NULL
-    RETURNING 1
+    RETURNING e.id, e.seq, e.type, e.lead_public_id, e.property, old.fanned_at IS NULL AS unfanned
+), unfanned AS (
+    INSERT INTO mailslot.webhook_deliveries (subscription_id, event_id, lead_public_id, event_seq, state, last_error)
+    SELECT s.id, x.id, x.lead_public_id, x.seq, 'cancelled', 'lead erased before delivery'
+    FROM scrub x
+    JOIN mailslot.webhook_subscriptions s
+      ON s.disabled_at IS NULL AND x.type = ANY (s.events) AND (s.property IS NULL OR s.property = x.property)
+    WHERE x.unfanned
+    RETURNING subscription_id, lead_public_id
 ), cancel AS (
     UPDATE mailslot.webhook_deliveries d
     SET state = 'cancelled', last_error = 'lead erased before delivery',
@@ -62,13 +74,14 @@ WITH tomb AS (
     FROM erased e
     JOIN mailslot.webhook_subscriptions s
       ON EXISTS (SELECT 1 FROM mailslot.webhook_deliveries d WHERE d.lead_public_id = e.public_id AND d.subscription_id = s.id)
+      OR EXISTS (SELECT 1 FROM unfanned u WHERE u.lead_public_id = e.public_id AND u.subscription_id = s.id)
       OR (s.disabled_at IS NULL AND 'lead.erased' = ANY (s.events) AND (s.property IS NULL OR s.property = e.property))
 ), ev AS (
-    INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload, tombstone_id)
-    SELECT gen_random_uuid(), 'lead.erased', e.public_id, e.property,
+    INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload, tombstone_id, fanned_at)
+    SELECT uuidv7(), 'lead.erased', e.public_id, e.property,
            jsonb_build_object('id', e.public_id, 'property', e.property,
                'erased_at', to_char(tomb.erased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
-           tomb.id
+           tomb.id, now()
     FROM erased e, tomb
     WHERE EXISTS (SELECT 1 FROM targets t WHERE t.public_id = e.public_id)
     RETURNING id, seq, lead_public_id
@@ -84,7 +97,7 @@ WITH tomb AS (
     FROM erased e WHERE l.id = e.lead_id AND e.survives
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM scrub), (SELECT count(*) FROM cancel), (SELECT count(*) FROM queued),
+SELECT (SELECT count(*) FROM scrub), (SELECT count(*) FROM cancel) + (SELECT count(*) FROM unfanned), (SELECT count(*) FROM queued),
        (SELECT count(*) FROM renamed)`
 
 // QueueErase queues the webhook side of erasing an address (its HMAC) on
@@ -93,6 +106,7 @@ SELECT (SELECT count(*) FROM scrub), (SELECT count(*) FROM cancel), (SELECT coun
 // finds the leads by address). res, when not nil, receives the counts
 // when the batch runs.
 func QueueErase(b *pgx.Batch, emailHMAC []byte, res *EraseResult) {
+	queueEraseLock(b)
 	q := b.Queue(eraseSQL, emailHMAC)
 	q.QueryRow(func(row pgx.Row) error {
 		var r EraseResult
@@ -107,8 +121,9 @@ func QueueErase(b *pgx.Batch, emailHMAC []byte, res *EraseResult) {
 	})
 }
 
-// Querier runs one statement and reads its row.
+// Querier runs statements in the erasure's transaction.
 type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
@@ -118,6 +133,9 @@ type Querier interface {
 func EraseLead(ctx context.Context, tx Querier, emailHMAC []byte) (EraseResult, error) {
 	var r EraseResult
 	var renamed int64
+	if _, err := tx.Exec(ctx, eraseLockSQL); err != nil {
+		return r, fmt.Errorf("erase webhook events: wait for the fan-out: %w", err)
+	}
 	if err := tx.QueryRow(ctx, eraseSQL, emailHMAC).Scan(&r.EventsScrubbed, &r.DeliveriesCancelled, &r.ErasuresQueued, &renamed); err != nil {
 		return r, fmt.Errorf("erase webhook events: %w", err)
 	}

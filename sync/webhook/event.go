@@ -51,7 +51,7 @@ const (
 // writes it.
 type Event struct {
 	// ID becomes webhook-id, the receiver's idempotency key. Zero means a
-	// new random one.
+	// new one (a UUIDv7).
 	ID        uuid.UUID
 	Type      Type
 	PublicID  uuid.UUID
@@ -91,8 +91,12 @@ func (e Event) check() error {
 	return nil
 }
 
-// emitSQL writes the events that some enabled subscription wants and one
-// delivery per such subscription. lead.created is written once per lead:
+// emitSQL writes the events that some enabled subscription wants, and
+// nothing else: the deliverer fans them out to their deliveries
+// (fanOutSQL), so that a sign-up's transaction pays for one narrow insert,
+// not one per subscription. It returns one row per delivery the fan-out
+// will write (event and matching subscription), which Emit counts.
+// lead.created is written once per lead:
 // a second one for the same public id writes nothing, so the caller may
 // emit it for every sign-up it merges. Times are rendered as RFC 3339 in
 // UTC by to_char, whatever the session's TimeZone (jsonb's own rendering
@@ -104,7 +108,7 @@ WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bytea[], $6::text[], $7::timestamptz[])
         WITH ORDINALITY AS i (id, type, public_id, property, email_hmac, reason, at, ord)
 ), ev AS (
-    SELECT CASE WHEN i.public_id IS NULL AND i.property = '' THEN gen_random_uuid() ELSE i.id END AS id,
+    SELECT CASE WHEN i.public_id IS NULL AND i.property = '' THEN uuidv7() ELSE i.id END AS id,
         i.type, i.ord, l.public_id, l.property,
         CASE i.type
         WHEN 'lead.created' THEN jsonb_build_object(
@@ -137,10 +141,9 @@ WITH input AS (
     INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload)
     SELECT id, type, public_id, property, payload FROM ev ORDER BY ord
     ON CONFLICT (id) DO NOTHING
-    RETURNING id, seq, type, lead_public_id, property
+    RETURNING type, property
 )
-INSERT INTO mailslot.webhook_deliveries (subscription_id, event_id, lead_public_id, event_seq)
-SELECT s.id, e.id, e.lead_public_id, e.seq
+SELECT 1
 FROM inserted e
 JOIN mailslot.webhook_subscriptions s
   ON s.disabled_at IS NULL AND e.type = ANY (s.events) AND (s.property IS NULL OR s.property = e.property)`
@@ -165,7 +168,13 @@ func buildEmit(evs []Event) (emitArgs, error) {
 		}
 		a.ids[i] = e.ID
 		if e.ID == uuid.Nil {
-			a.ids[i] = uuid.New()
+			// Time-ordered, so that the primary key grows at its right
+			// edge (pgschema 008).
+			id, err := uuid.NewV7()
+			if err != nil {
+				return a, fmt.Errorf("webhook event id: %w", err)
+			}
+			a.ids[i] = id
 		}
 		a.publicIDs[i], a.types[i], a.props[i], a.hashes[i], a.reasons[i] = e.PublicID, string(e.Type), e.Property, e.EmailHMAC, e.Reason
 		if !e.At.IsZero() {
@@ -187,7 +196,7 @@ func (a emitArgs) values() []any {
 }
 
 // QueueEmit queues one statement on b (the sync's pipelined batch, inside
-// its transaction) that writes evs and their deliveries. Queue it after
+// its transaction) that writes evs; a deliverer fans them out. Queue it after
 // the statements that write the leads it names. It returns an error, and
 // queues nothing, when an event is malformed.
 func QueueEmit(b *pgx.Batch, evs ...Event) error {
@@ -208,8 +217,9 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// Emit writes evs and their deliveries through tx, the transaction that
-// changed the leads, and returns how many deliveries it queued.
+// Emit writes evs through tx, the transaction that changed the leads, and
+// returns how many deliveries the fan-out will make of them (one per
+// event and enabled subscription that wants it, as of now).
 func Emit(ctx context.Context, tx Execer, evs ...Event) (int64, error) {
 	if len(evs) == 0 {
 		return 0, nil

@@ -183,7 +183,9 @@ func Get(ctx context.Context, db DB, id uuid.UUID) (Subscription, error) {
 }
 
 // disableSQL disables a subscription and cancels what it has not been
-// sent. Deliveries in flight keep their lease (see eraseSQL).
+// sent. Deliveries in flight keep their lease (see eraseSQL). Run it after
+// eraseLockSQL in the same transaction, so that a fan-out in progress
+// cannot write a delivery to the subscription that the cancel misses.
 const disableSQL = `
 WITH sub AS (
     UPDATE mailslot.webhook_subscriptions SET disabled_at = now(), disabled_reason = $2
@@ -204,7 +206,14 @@ SELECT (SELECT count(*) FROM sub), (SELECT count(*) FROM cancelled)`
 // disabled subscription is not an error.
 func Remove(ctx context.Context, db DB, id uuid.UUID) error {
 	var n, cancelled int64
-	if err := db.QueryRow(ctx, disableSQL, id, "removed", "subscription removed").Scan(&n, &cancelled); err != nil {
+	// One implicit transaction: the fan-out lock, held shared, makes the
+	// cancel see every delivery a fan-out wrote (see fanOutSQL).
+	b := &pgx.Batch{}
+	queueEraseLock(b)
+	b.Queue(disableSQL, id, "removed", "subscription removed").QueryRow(func(row pgx.Row) error {
+		return row.Scan(&n, &cancelled)
+	})
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("remove webhook subscription: %w", err)
 	}
 	if n == 0 {
