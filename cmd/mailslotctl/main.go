@@ -30,6 +30,8 @@ commands:
   consent   consent lapsed: leads whose implied consent has expired (CASL)
   erasures  erasures still inside the replica history window
   purge-events  delete telemetry older than a retention period (logged)
+  report    campaigns, pages, funnel, consent, images: table, CSV or JSON
+  leads     leads export: stream the leads a marketer may mail (recorded)
   images    image-description jobs: list, status, submit, retry, cancel
   mail      confirmation and welcome mail jobs: list, status, retry, cancel
   properties  per-property mail settings and templates: set, show, list
@@ -117,6 +119,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runPurgeEvents(ctx, e, args[1:])
 	case "challenge":
 		return runChallenge(ctx, e, args[1:])
+	case "report":
+		return runReport(ctx, e, args[1:])
+	case "leads":
+		return runLeads(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
