@@ -398,6 +398,7 @@ func (w *Worker) checkSchema(ctx context.Context) (bool, error) {
 		w.log.Info("schema is current; syncing", "version", v)
 	}
 	w.mu.Unlock()
+	w.ensureEventPartitions(cctx)
 	return true, nil
 }
 
