@@ -32,6 +32,7 @@ commands:
   purge-events  delete telemetry older than a retention period (logged)
   report    campaigns, pages, funnel, consent, images: table, CSV or JSON
   leads     leads export: stream the leads a marketer may mail (recorded)
+  dashboard serve the marketing dashboard on a loopback port
   images    image-description jobs: list, status, submit, retry, cancel
   mail      confirmation and welcome mail jobs: list, status, retry, cancel
   properties  per-property mail settings and templates: set, show, list
@@ -123,6 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runReport(ctx, e, args[1:])
 	case "leads":
 		return runLeads(ctx, e, args[1:])
+	case "dashboard":
+		return runDashboard(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
