@@ -21,7 +21,7 @@ h2 { font-size: 15px; margin: 0 0 8px; }
 .kpi span { color: #6b7280; font-size: 13px; }
 figure.chart { margin: 0; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
-svg { width: 100%; height: auto; display: block; }
+svg { max-width: 100%; height: auto; display: block; }
 svg text { font-size: 12px; fill: #374151; }
 svg text.axis { fill: #6b7280; font-size: 11px; }
 svg line.grid { stroke: #e5e7eb; }

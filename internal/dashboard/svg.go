@@ -77,7 +77,7 @@ func lineChart(title string, labels []string, series []lineSeries, any bool) tem
 	if !any || len(labels) == 0 {
 		return empty(title)
 	}
-	const w, h, left, bottom, top, right = 640.0, 220.0, 40.0, 28.0, 10.0, 10.0
+	const w, h, left, bottom, top, right = 1240.0, 240.0, 40.0, 28.0, 10.0, 10.0
 	maxY := 0.0
 	for _, s := range series {
 		for _, y := range s.Y {
@@ -93,7 +93,7 @@ func lineChart(title string, labels []string, series []lineSeries, any bool) tem
 	}
 	y := func(v float64) float64 { return top + (h-top-bottom)*(1-v/maxY) }
 	var b strings.Builder
-	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s</figcaption><svg viewBox="0 0 %s %s" role="img" aria-label="%s">`, esc(title), num(w), num(h), esc(title))
+	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s</figcaption><svg viewBox="0 0 %[2]s %[3]s" width="%[2]s" height="%[3]s" role="img" aria-label="%[1]s">`, esc(title), num(w), num(h))
 	for i := 0; i <= 4; i++ {
 		v := maxY * float64(i) / 4
 		fmt.Fprintf(&b, `<line class="grid" x1="%s" x2="%s" y1="%.1f" y2="%.1f"/><text class="axis" x="%s" y="%.1f" text-anchor="end">%s</text>`,
@@ -139,7 +139,7 @@ func barChart(title string, bars []bar, first, second string) template.HTML {
 	maxV = niceMax(maxV)
 	scale := (w - label - right) / maxV
 	var b strings.Builder
-	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s</figcaption><svg viewBox="0 0 %s %s" role="img" aria-label="%s">`, esc(title), num(w), num(h), esc(title))
+	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s</figcaption><svg viewBox="0 0 %[2]s %[3]s" width="%[2]s" height="%[3]s" role="img" aria-label="%[1]s">`, esc(title), num(w), num(h))
 	for i, br := range bars {
 		yy := float64(i)*row + 4
 		lbl := br.Label
@@ -195,7 +195,7 @@ func stackChart(title string, segs []segment, suppressed int64) template.HTML {
 	}
 	const w, h = 640.0, 40.0
 	var b strings.Builder
-	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s</figcaption><svg viewBox="0 0 %s %s" role="img" aria-label="%s">`, esc(title), num(w), num(h), esc(title))
+	fmt.Fprintf(&b, `<figure class="chart"><figcaption>%s</figcaption><svg viewBox="0 0 %[2]s %[3]s" width="%[2]s" height="%[3]s" role="img" aria-label="%[1]s">`, esc(title), num(w), num(h))
 	x := 0.0
 	var items [][2]string
 	for _, s := range segs {
