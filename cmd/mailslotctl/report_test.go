@@ -226,6 +226,8 @@ func TestReportUsageErrors(t *testing.T) {
 		{"leads bad status", append([]string{"leads", "export", "--status", "withdrawn"}, db...), `status "withdrawn"`},
 		{"leads bad date", append([]string{"leads", "export", "--until", "soon"}, db...), "2026-03-01"},
 		{"leads until before since", append([]string{"leads", "export", "--since", "2026-03-02", "--until", "2026-03-01"}, db...), "before --since"},
+		{"dashboard on a public address", []string{"dashboard", "--listen", "0.0.0.0:8090"}, "loopback only"},
+		{"dashboard bad address", []string{"dashboard", "--listen", "8090"}, "want host:port"},
 		{"leads bad progress", append([]string{"leads", "export", "--progress-every", "0"}, db...), "positive"},
 	}
 	for _, tt := range tests {

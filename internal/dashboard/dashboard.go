@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mailslot/mailslot/internal/report"
 )
@@ -63,6 +65,7 @@ type page struct {
 	Consent    template.HTML
 	ConsentTbl []report.ConsentRow
 	Fleet      template.HTML
+	FleetNote  string
 	Nodes      []nodeView
 	Properties []string
 }
@@ -154,6 +157,13 @@ func (h *Handler) build(ctx context.Context, property string, days int) (page, e
 		return p, err
 	}
 	nodes, err := fleet(ctx, h.DB)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		// The reporting role reads the report views only; the fleet is
+		// for the owner's (or the edge's) login.
+		p.FleetNote = "This login may not read mailslot.nodes (the mailslot_reporting role reads the report views only); connect as the schema owner to see the fleet."
+		err = nil
+	}
 	if err != nil {
 		return p, err
 	}

@@ -2,9 +2,11 @@ package dashboard_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -174,5 +176,36 @@ func TestDashboardRefuses(t *testing.T) {
 				t.Errorf("= %d %q, want %d with %q", code, body, tt.code, tt.body)
 			}
 		})
+	}
+}
+
+// TestDashboardAsReportingRole renders the page as a login in
+// mailslot_reporting, which reads the report views and nothing else: the
+// charts show, and the fleet says why it cannot.
+func TestDashboardAsReportingRole(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	owner := pgtest.Pool(t, dbURL)
+	reporttest.LoadFixture(t, owner)
+	loadFleet(t, owner)
+	ctx := context.Background()
+	role := fmt.Sprintf("dash_%d", time.Now().UnixNano())
+	if _, err := owner.Exec(ctx, `CREATE ROLE `+role+` LOGIN IN ROLE mailslot_reporting`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	reader := pgtest.Pool(t, u.String())
+	if _, err := reader.Exec(ctx, `SELECT 1 FROM mailslot.leads LIMIT 1`); err == nil {
+		t.Fatal("the reporting role can read mailslot.leads")
+	}
+	srv := serve(t, reader)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+	code, html := get(t, req)
+	if code != http.StatusOK || !strings.Contains(html, `id="kpi-signups"><b>11</b>`) || !strings.Contains(html, `id="fleet-note"`) {
+		t.Errorf("as the reporting role: %d\n%s", code, html)
 	}
 }

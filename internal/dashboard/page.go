@@ -66,7 +66,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 {{if .Nodes}}<table><thead><tr><th>node</th><th>region</th><th>state</th><th>last sync</th><th class="n">last seq</th><th class="n">rows synced</th></tr></thead><tbody>
 {{range .Nodes}}<tr data-node="{{.ID}}"><td>{{.ID}}</td><td>{{.Region}}</td><td class="state-{{if eq .State "never synced"}}never{{else}}{{.State}}{{end}}">{{.State}}</td><td>{{.Ago}}</td><td class="n">{{.LastSeq}}</td><td class="n">{{.RowsSynced}}</td></tr>
 {{end}}</tbody></table>
-{{.Fleet}}{{else}}<p class="empty">No node has synced yet.</p>{{end}}
+{{.Fleet}}{{else if .FleetNote}}<p class="note" id="fleet-note">{{.FleetNote}}</p>{{else}}<p class="empty">No node has synced yet.</p>{{end}}
 </section>
 </main>
 </body>
