@@ -57,6 +57,9 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		if err != errUsage && !errors.Is(err, flag.ErrHelp) { // say what was wrong, unless usage was printed
+			fmt.Fprintln(os.Stderr, "mailslotctl:", err)
+		}
 		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "mailslotctl:", err)
