@@ -30,6 +30,9 @@ commands:
   consent   consent lapsed: leads whose implied consent has expired (CASL)
   erasures  erasures still inside the replica history window
   purge-events  delete telemetry older than a retention period (logged)
+  report    campaigns, pages, funnel, consent, images: table, CSV or JSON
+  leads     leads export: stream the leads a marketer may mail (recorded)
+  dashboard serve the marketing dashboard on a loopback port
   images    image-description jobs: list, status, submit, retry, cancel
   mail      confirmation and welcome mail jobs: list, status, retry, cancel
   properties  per-property mail settings and templates: set, show, list
@@ -54,6 +57,9 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		if err != errUsage && !errors.Is(err, flag.ErrHelp) { // say what was wrong, unless usage was printed
+			fmt.Fprintln(os.Stderr, "mailslotctl:", err)
+		}
 		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "mailslotctl:", err)
@@ -117,6 +123,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runPurgeEvents(ctx, e, args[1:])
 	case "challenge":
 		return runChallenge(ctx, e, args[1:])
+	case "report":
+		return runReport(ctx, e, args[1:])
+	case "leads":
+		return runLeads(ctx, e, args[1:])
+	case "dashboard":
+		return runDashboard(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

@@ -33,6 +33,9 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := ensurePartitionsAhead(ctx, e, conn); err != nil {
+		return err
+	}
 	for _, name := range res.Applied {
 		fmt.Fprintf(e.stdout, "applied %s\n", name)
 	}

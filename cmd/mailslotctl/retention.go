@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -127,37 +126,7 @@ func runPurgeEvents(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	cutoff := time.Now().UTC().Add(-*olderThan)
-	if *dryRun {
-		var n int64
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM mailslot.events WHERE received_at < $1`, cutoff).Scan(&n); err != nil {
-			return fmt.Errorf("count old events: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "would purge %d event(s) received before %s\n", n, cutoff.Format(time.RFC3339))
-		return nil
-	}
-	by := "mailslotctl"
-	if u, err := user.Current(); err == nil {
-		by += ":" + u.Username
-	}
-	var n int64
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		ct, err := tx.Exec(ctx, `DELETE FROM mailslot.events WHERE received_at < $1`, cutoff)
-		if err != nil {
-			return fmt.Errorf("purge events: %w", err)
-		}
-		n = ct.RowsAffected()
-		_, err = tx.Exec(ctx, `INSERT INTO mailslot.purges (what, cutoff, rows, purged_by) VALUES ('events', $1, $2, $3)`, cutoff, n, by)
-		if err != nil {
-			return fmt.Errorf("log purge: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "purged %d event(s) received before %s (logged in mailslot.purges)\n", n, cutoff.Format(time.RFC3339))
-	return nil
+	return purgeEvents(ctx, e, conn, time.Now().UTC().Add(-*olderThan), *dryRun)
 }
 
 func runErasures(ctx context.Context, e env, args []string) error {

@@ -391,6 +391,7 @@ func (w *Worker) checkSchema(ctx context.Context) error {
 		w.health.Recover(StateIdle)
 		w.log.Info("schema is current; syncing", "version", w.schema.Version())
 	}
+	w.ensureEventPartitions(ctx)
 	return nil
 }
 
