@@ -225,35 +225,73 @@ var syncFiles = []string{"apply.go", "worker.go"}
 // constant.
 func sqlConstants(t *testing.T, files ...string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
+	// Every string constant, then the SQL ones among them: a statement
+	// may be composed of shared fragments (a + b, in one file).
 	fset := token.NewFileSet()
+	exprs := map[string]ast.Expr{}
 	for _, name := range files {
 		f, err := parser.ParseFile(fset, name, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
-			vs, ok := n.(*ast.ValueSpec)
-			if !ok {
-				return true
-			}
-			for i, v := range vs.Values {
-				lit, ok := v.(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					continue
-				}
-				s, err := strconv.Unquote(lit.Value)
-				if err != nil {
-					continue
-				}
-				word := strings.ToUpper(strings.Fields(s + " x")[0])
-				switch word {
-				case "INSERT", "UPDATE", "DELETE", "SELECT", "WITH":
-					out[vs.Names[i].Name] = s
+			if vs, ok := n.(*ast.ValueSpec); ok {
+				for i, v := range vs.Values {
+					exprs[vs.Names[i].Name] = v
 				}
 			}
 			return true
 		})
+	}
+	var eval func(e ast.Expr, depth int) (string, bool)
+	eval = func(e ast.Expr, depth int) (string, bool) {
+		if depth > 8 {
+			return "", false
+		}
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			if e.Kind != token.STRING {
+				return "", false
+			}
+			s, err := strconv.Unquote(e.Value)
+			return s, err == nil
+		case *ast.Ident:
+			if x, ok := exprs[e.Name]; ok {
+				return eval(x, depth+1)
+			}
+		case *ast.BinaryExpr:
+			if e.Op == token.ADD {
+				a, ok1 := eval(e.X, depth+1)
+				b, ok2 := eval(e.Y, depth+1)
+				return a + b, ok1 && ok2
+			}
+		}
+		return "", false
+	}
+	// A fragment that statements are built of is not one itself.
+	fragments := map[string]bool{}
+	for _, e := range exprs {
+		ast.Inspect(e, func(n ast.Node) bool {
+			if b, ok := n.(*ast.BinaryExpr); ok {
+				for _, x := range []ast.Expr{b.X, b.Y} {
+					if id, ok := x.(*ast.Ident); ok {
+						fragments[id.Name] = true
+					}
+				}
+			}
+			return true
+		})
+	}
+	out := map[string]string{}
+	for name, e := range exprs {
+		s, ok := eval(e, 0)
+		if !ok || fragments[name] {
+			continue
+		}
+		switch strings.ToUpper(strings.Fields(s + " x")[0]) {
+		case "INSERT", "UPDATE", "DELETE", "SELECT", "WITH":
+			out[name] = s
+		}
 	}
 	return out
 }

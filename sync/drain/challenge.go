@@ -82,6 +82,6 @@ func queueVerdict(b *pgx.Batch, v verdictRow) {
 	}
 	b.Queue(recheckVerdictSQL, v.v.Submission, v.v.Verdict, at.UTC().Truncate(time.Microsecond))
 	if v.v.Verdict == mailslot.ChallengePassed {
-		b.Queue(mailRecheckedSQL, v.v.Submission, v.v.Property, MailConfirmationCap)
+		b.Queue(mailRecheckedSQL, MailConfirmationCap, v.v.Submission, v.v.Property)
 	}
 }

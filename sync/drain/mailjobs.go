@@ -32,42 +32,33 @@ const MailConfirmationCap = 5
 
 const (
 	// mailConfirmationsSQL queues the confirmation requests of a batch's
-	// sign-ups, one row per (property, address), after the lead upsert.
-	// Requests count against the throttle unless they were cancelled or
-	// skipped before they went out.
+	// sign-ups, one row per (property, address), after the lead upsert
+	// ($2..$4 their properties, hashes and consents).
 	// The upsert holds the lead's row lock to the end of the transaction,
 	// so a concurrent batch with the same address sees this job before it
 	// counts.
-	mailConfirmationsSQL = `
-INSERT INTO mailslot.mail_jobs (lead_id, property, kind, after_withdrawal)
-SELECT l.id, l.property, 'confirmation', b.since IS NOT NULL
-FROM unnest($1::text[], $2::bytea[], $3::text[]) AS s (property, email_hmac, consent)
-JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac
-LEFT JOIN mailslot.properties p ON p.property = l.property
-CROSS JOIN LATERAL (
-    SELECT mailslot.mail_blocked_since(l.property, l.email_hmac, l.withdrawn_at, l.confirmed_at) AS since) b
-CROSS JOIN LATERAL (
-    SELECT count(*) AS total,
-           count(*) FILTER (WHERE j.created_at > now() - interval '24 hours') AS day,
-           count(*) FILTER (WHERE j.created_at > now() - interval '30 days') AS month
-    FROM mailslot.mail_jobs j
-    WHERE j.lead_id = l.id AND j.kind = 'confirmation' AND j.state NOT IN ('cancelled', 'skipped')) h
-WHERE (s.consent = 'express' OR (s.consent = 'pending' AND coalesce(p.double_opt_in, true)))
-  AND (l.confirmed_at IS NULL OR b.since IS NOT NULL)
-  AND h.total < $4
-  AND CASE WHEN b.since IS NULL THEN h.day = 0 ELSE h.month = 0 END
-ORDER BY l.id`
+	mailConfirmationsSQL = mailConfirmationInsert + `
+FROM unnest($2::text[], $3::bytea[], $4::text[]) AS s (property, email_hmac, consent)` + mailConfirmationRules
 
 	// mailRecheckedSQL queues the confirmation request that a sign-up held
 	// back as unverified by its bot challenge earns when a re-check passes
-	// ($1 its submission id, $2 its property): the same rules as
-	// mailConfirmationsSQL, once recheckVerdictSQL has marked it passed.
-	mailRecheckedSQL = `
-INSERT INTO mailslot.mail_jobs (lead_id, property, kind, after_withdrawal)
-SELECT l.id, l.property, 'confirmation', b.since IS NOT NULL
+	// ($2 its submission id, $3 its property), by the same rules, once
+	// recheckVerdictSQL has marked it passed.
+	mailRecheckedSQL = mailConfirmationInsert + `
 FROM (SELECT property, email_hmac, status FROM mailslot.consent_records
-      WHERE submission_id = $1 AND property = $2 AND challenge_verdict = 'passed' AND email_hmac IS NOT NULL)
-     AS s (property, email_hmac, consent)
+      WHERE submission_id = $2 AND property = $3 AND challenge_verdict = 'passed' AND email_hmac IS NOT NULL)
+     AS s (property, email_hmac, consent)` + mailConfirmationRules
+
+	mailConfirmationInsert = `
+INSERT INTO mailslot.mail_jobs (lead_id, property, kind, after_withdrawal)
+SELECT l.id, l.property, 'confirmation', b.since IS NOT NULL`
+
+	// mailConfirmationRules decide, for sign-ups s, who is sent a request:
+	// one that asked for mail, not yet confirmed (or blocked since), under
+	// the lifetime cap $1 and the daily or, once blocked, monthly
+	// throttle. Requests count unless they were cancelled or skipped
+	// before they went out.
+	mailConfirmationRules = `
 JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac
 LEFT JOIN mailslot.properties p ON p.property = l.property
 CROSS JOIN LATERAL (
@@ -80,7 +71,7 @@ CROSS JOIN LATERAL (
     WHERE j.lead_id = l.id AND j.kind = 'confirmation' AND j.state NOT IN ('cancelled', 'skipped')) h
 WHERE (s.consent = 'express' OR (s.consent = 'pending' AND coalesce(p.double_opt_in, true)))
   AND (l.confirmed_at IS NULL OR b.since IS NOT NULL)
-  AND h.total < $3
+  AND h.total < $1
   AND CASE WHEN b.since IS NULL THEN h.day = 0 ELSE h.month = 0 END
 ORDER BY l.id`
 
@@ -143,7 +134,7 @@ func queueMailJobs(b *pgx.Batch, leads []leadRow) {
 	for i, k := range order {
 		props[i], hmacs[i], consents[i] = k.property, []byte(k.hmac), asked[k]
 	}
-	b.Queue(mailConfirmationsSQL, props, hmacs, consents, MailConfirmationCap)
+	b.Queue(mailConfirmationsSQL, MailConfirmationCap, props, hmacs, consents)
 }
 
 // queueMailControl queues what a consent change means for mail; it runs
