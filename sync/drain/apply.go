@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // ErrRaced means another writer applied some of the batch's keys while
@@ -253,8 +254,10 @@ ON CONFLICT (node_id, seq) DO NOTHING`
 	// 006).
 	//
 	// The same statement writes each submission's consent record, linked
-	// to the lead the upsert returns ($18 on): a join with the upsert's
-	// own output rather than a second lookup of every lead by its key.
+	// to the lead the upsert returns ($18 on), and lead.created for the
+	// leads it inserted when a subscription wants it (webhook.CreatedCTE):
+	// joins with the upsert's own output rather than a second lookup of
+	// every lead by its key.
 	upsertLeadsSQL = `
 WITH upserted AS (
 INSERT INTO mailslot.leads AS l (
@@ -308,7 +311,9 @@ ON CONFLICT (property, email_hmac) DO UPDATE SET
     last_page      = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_page ELSE l.last_page END,
     last_referrer  = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_referrer ELSE l.last_referrer END,
     submissions    = l.submissions + EXCLUDED.submissions
-RETURNING l.id, l.property, l.email_hmac)
+RETURNING l.id, l.property, l.email_hmac, l.public_id, l.email, l.name, l.consent_status,
+          l.first_utm, l.first_page, l.first_referrer, l.first_seen_at, old.id IS NULL AS created
+),` + webhook.CreatedCTE + `
 INSERT INTO mailslot.consent_records (
     lead_id, submission_id, email_hmac, property, policy_version, status, source,
     recorded_at, ip_hmac, origin_node, origin_seq)
@@ -621,7 +626,6 @@ func queueLeads(b *pgx.Batch, nodeID string, leads []leadRow, imageAttempts, ima
 	b.Queue(upsertLeadsSQL, props, emails, hmacs, names, bases, expressAt, impliedAt,
 		firstAt, fUTM, fPage, fRef, lastAt, lUTM, lPage, lRef, subs, nameAt,
 		nodeID, ids, chmacs, cprops, policies, statuses, sources, recorded, ips, seqs)
-	queueLeadsCreated(b, merged)
 	queueLeadImages(b, leads, imageAttempts, imageQuota)
 	queueMailJobs(b, leads)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mailslot/mailslot/internal/pgtest"
 	"github.com/mailslot/mailslot/internal/pii"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 const (
@@ -221,6 +222,10 @@ func (f *fixture) leadState(email string) string {
 // statements (privacy.go) are driven by privacy_test.go through the edge.
 var syncFiles = []string{"apply.go", "worker.go"}
 
+// externalFragments are the SQL fragments of other packages that the sync's
+// statements are built of, by the name the statements use.
+var externalFragments = map[string]string{"webhook.CreatedCTE": webhook.CreatedCTE}
+
 // sqlConstants returns every SQL statement that files declare as a string
 // constant.
 func sqlConstants(t *testing.T, files ...string) map[string]string {
@@ -258,6 +263,12 @@ func sqlConstants(t *testing.T, files ...string) map[string]string {
 		case *ast.Ident:
 			if x, ok := exprs[e.Name]; ok {
 				return eval(x, depth+1)
+			}
+		case *ast.SelectorExpr:
+			// A fragment another package exports for these statements.
+			if x, ok := e.X.(*ast.Ident); ok {
+				v, ok := externalFragments[x.Name+"."+e.Sel.Name]
+				return v, ok
 			}
 		case *ast.BinaryExpr:
 			if e.Op == token.ADD {

@@ -9,26 +9,16 @@ import (
 	"github.com/mailslot/mailslot/sync/webhook"
 )
 
-// Webhook events are written in the batch's own transaction, by the
-// statements below, queued right after the statement whose change they
-// describe (sync/webhook reads the payload from the lead's row as that
-// statement left it). With no enabled subscription they store nothing.
+// Webhook events are written in the batch's own transaction: lead.created
+// by the lead upsert itself (upsertLeadsSQL, webhook.CreatedCTE), the
+// rest by the statements below, queued right after the statement whose
+// change they describe (sync/webhook reads the payload from the lead's row
+// as that statement left it). With no enabled subscription they store
+// nothing.
 //
 // The events are well formed by construction (decode refuses rows without
 // a property or an address hash), so QueueEmit's only error cannot occur;
 // a malformed one would be skipped, never written half.
-
-// queueLeadsCreated queues lead.created for the leads a batch upserted.
-// sync/webhook writes it once per lead, so every merged sign-up may ask.
-func queueLeadsCreated(b *pgx.Batch, merged []*leadMerge) {
-	evs := make([]webhook.Event, 0, len(merged))
-	for _, m := range merged {
-		if m.property != "" && len(m.emailHMAC) > 0 {
-			evs = append(evs, webhook.Event{Type: webhook.LeadCreated, Property: m.property, EmailHMAC: m.emailHMAC})
-		}
-	}
-	_ = webhook.QueueEmit(b, evs...)
-}
 
 // queueConsentEvent queues lead.confirmed or lead.unsubscribed after a
 // consent change, as of when the edge received it. An unsubscribe's

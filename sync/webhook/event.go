@@ -111,11 +111,7 @@ WITH input AS (
     SELECT CASE WHEN i.public_id IS NULL AND i.property = '' THEN uuidv7() ELSE i.id END AS id,
         i.type, i.ord, l.public_id, l.property,
         CASE i.type
-        WHEN 'lead.created' THEN jsonb_build_object(
-            'id', l.public_id, 'property', l.property, 'email', l.email, 'name', l.name,
-            'consent', l.consent_status, 'utm', l.first_utm, 'page', l.first_page,
-            'referrer', l.first_referrer,
-            'created_at', to_char(l.first_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        WHEN 'lead.created' THEN ` + createdPayload + `
         WHEN 'lead.confirmed' THEN jsonb_build_object(
             'id', l.public_id, 'property', l.property, 'email', l.email, 'consent', l.consent_status,
             'confirmed_at', to_char(COALESCE(i.at, l.confirmed_at, l.express_at, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
@@ -147,6 +143,34 @@ SELECT 1
 FROM inserted e
 JOIN mailslot.webhook_subscriptions s
   ON s.disabled_at IS NULL AND e.type = ANY (s.events) AND (s.property IS NULL OR s.property = e.property)`
+
+// createdPayload is lead.created's data, built from a lead row l.
+const createdPayload = `jsonb_build_object(
+            'id', l.public_id, 'property', l.property, 'email', l.email, 'name', l.name,
+            'consent', l.consent_status, 'utm', l.first_utm, 'page', l.first_page,
+            'referrer', l.first_referrer,
+            'created_at', to_char(l.first_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`
+
+// CreatedCTE is a common table expression, lead_created, that writes
+// lead.created for each lead its statement created, read from the
+// statement's own upsert: a CTE named upserted whose RETURNING gives the
+// lead's public_id, property, email, name, consent_status, first_utm,
+// first_page, first_referrer and first_seen_at, and created (true when the
+// row was inserted, not updated: old.id IS NULL). Writing the event from
+// the upsert's output saves a second lookup of every lead in the sync's
+// batch, and "created by this statement" is exactly once per lead even
+// when two edges' batches bring the same new address at once (the second
+// one updates the row the first inserted). A lead that an erasure reset
+// is announced by QueueEmit with EveryProperty instead.
+const CreatedCTE = `
+lead_created AS (
+    INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload)
+    SELECT uuidv7(), 'lead.created', l.public_id, l.property, ` + createdPayload + `
+    FROM upserted l
+    WHERE l.created AND EXISTS (
+        SELECT 1 FROM mailslot.webhook_subscriptions s
+        WHERE s.disabled_at IS NULL AND 'lead.created' = ANY (s.events) AND (s.property IS NULL OR s.property = l.property))
+)`
 
 type emitArgs struct {
 	ids, publicIDs []uuid.UUID
