@@ -32,6 +32,7 @@ import (
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/mailer"
+	"github.com/mailslot/mailslot/sync/rollups"
 	"github.com/mailslot/mailslot/sync/webhook"
 )
 
@@ -47,6 +48,9 @@ type Node struct {
 	Sync *drain.Worker
 	// Tombstones pulls erasures, nil when DATABASE_URL is unset.
 	Tombstones *erasure.Puller
+	// Rollups keeps the report rollups current, nil when DATABASE_URL is
+	// unset.
+	Rollups *rollups.Refresher
 	// Images dispatches image-description jobs, nil when DATABASE_URL is
 	// unset or MAILSLOT_IMAGE_PROVIDER is off.
 	Images *images.Dispatcher
@@ -242,6 +246,17 @@ func (n *Node) openSync(cfg *config.Config, log *slog.Logger) error {
 	n.onRelease(func() error { puller.Close(); return nil })
 	n.Tombstones = puller
 	n.AddWorker(puller)
+	refresher, err := rollups.New(rollups.Options{
+		DatabaseURL: cfg.DatabaseURL,
+		Interval:    cfg.ReportRefreshInterval,
+		Logger:      log.With("worker", "reports"),
+	})
+	if err != nil {
+		return err
+	}
+	n.onRelease(func() error { refresher.Close(); return nil })
+	n.Rollups = refresher
+	n.AddWorker(refresher)
 	n.Metrics.AddSource(syncSamples(w, puller))
 	return nil
 }
@@ -393,6 +408,8 @@ func (n *Node) SyncStatus(ctx context.Context) (admin.SyncStatus, error) {
 		return admin.SyncStatus{}, err
 	}
 	st.Tombstones = &ts
+	rs := n.Rollups.Status()
+	st.Reports = &rs
 	return st, nil
 }
 

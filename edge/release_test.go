@@ -82,8 +82,8 @@ func TestOpenAndCloseReleasePools(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := openPools(); got != before+7 {
-			t.Errorf("an open node holds %d pools, want 7 (drain, tombstones, image dispatcher, image API, webhooks, mail, challenge settings)", got-before)
+		if got := openPools(); got != before+8 {
+			t.Errorf("an open node holds %d pools, want 8 (drain, tombstones, report rollups, image dispatcher, image API, webhooks, mail, challenge settings)", got-before)
 		}
 		if err := n.Close(); err != nil {
 			t.Fatalf("close: %v", err)

@@ -138,6 +138,9 @@ type nodeStatus struct {
 	Tombstones        struct {
 		Cursor int64 `json:"cursor"`
 	} `json:"tombstones"`
+	Reports struct {
+		LastRefreshAt *time.Time `json:"last_refresh_at"`
+	} `json:"reports"`
 }
 
 func (n *runningNode) status() nodeStatus {
@@ -280,6 +283,9 @@ func TestErasedAddressIsNotResurrectedByAnOfflineEdge(t *testing.T) {
 	// Edge B knew the address before: a sign-up that synced.
 	b.signUp(victim, "pending", victimIP)
 	testsync.Until(t, 30*time.Second, "edge B to sync", func() bool { return b.status().Pending == 0 })
+	// Each edge with a database refreshes the report rollups, first when
+	// it starts.
+	testsync.Until(t, 30*time.Second, "edge B to refresh the report rollups", func() bool { return b.status().Reports.LastRefreshAt != nil })
 
 	// Edge A is offline: it takes a sign-up and events of the address, and
 	// another address's sign-up, and cannot sync them.

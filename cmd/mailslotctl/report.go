@@ -154,7 +154,8 @@ func writeReport[R report.Row](ctx context.Context, db report.DB, w io.Writer, f
 const leadsUsage = `usage: mailslotctl leads export [--property P] [--status confirmed|unconfirmed|all] [--basis express|implied]
                               [--since DATE] [--until DATE] [--format csv|jsonl] [--output FILE] [--by NAME]
 
-Streams the leads a marketer may mail: confirmed by default; never withdrawn,
+Streams the leads a marketer may mail: confirmed by default, unconfirmed ones
+only when asked and only of single opt-in properties; never withdrawn,
 suppressed, erased or pending ones, nor lapsed implied consent. Every export
 is recorded in mailslot.exports (who, when, the filter, the rows).
 `
@@ -172,7 +173,7 @@ func runLeads(ctx context.Context, e env, args []string) error {
 	var opt report.ExportOptions
 	var since, until dateFlag
 	fs.StringVar(&opt.Property, "property", "", "one property only (default all)")
-	status := fs.String("status", "confirmed", "confirmed, unconfirmed (single opt-in only) or all")
+	status := fs.String("status", "confirmed", "confirmed, unconfirmed (of single opt-in properties only) or all")
 	fs.StringVar(&opt.Basis, "basis", "", "one consent basis only: express or implied")
 	fs.Var(&since, "since", "leads first signed up on or after this day, YYYY-MM-DD (UTC)")
 	fs.Var(&until, "until", "leads first signed up on or before this day, YYYY-MM-DD (UTC), included")

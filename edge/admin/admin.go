@@ -29,6 +29,7 @@ import (
 	"github.com/mailslot/mailslot/sync/erasure"
 	"github.com/mailslot/mailslot/sync/images"
 	"github.com/mailslot/mailslot/sync/mailer"
+	"github.com/mailslot/mailslot/sync/rollups"
 	"github.com/mailslot/mailslot/sync/webhook"
 )
 
@@ -50,6 +51,7 @@ type SyncStatus struct {
 	Mail       *mailer.Status   `json:"mail,omitempty"`
 	Webhooks   *WebhookStatus   `json:"webhooks,omitempty"`
 	Challenge  *ChallengeStatus `json:"challenge,omitempty"`
+	Reports    *rollups.Status  `json:"reports,omitempty"`
 }
 
 // ChallengeStatus is the challenge member of /v1/sync/status: verdict

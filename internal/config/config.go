@@ -103,6 +103,9 @@ type Config struct {
 	EraseTTL       time.Duration
 	// TombstoneInterval is how often the edge pulls new erasures.
 	TombstoneInterval time.Duration
+	// ReportRefreshInterval is how often the edge folds changed days into
+	// the report rollups (MAILSLOT_REPORT_REFRESH_INTERVAL).
+	ReportRefreshInterval time.Duration
 
 	ShutdownTimeout time.Duration
 
@@ -179,6 +182,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		UnsubscribeTTL:    p.duration("MAILSLOT_UNSUBSCRIBE_LINK_TTL", 365*24*time.Hour),
 		EraseTTL:          p.duration("MAILSLOT_ERASE_LINK_TTL", 30*24*time.Hour),
 		TombstoneInterval: p.duration("MAILSLOT_TOMBSTONE_INTERVAL", 500*time.Millisecond),
+
+		ReportRefreshInterval: p.duration("MAILSLOT_REPORT_REFRESH_INTERVAL", time.Minute),
 
 		ShutdownTimeout: p.duration("MAILSLOT_SHUTDOWN_TIMEOUT", 20*time.Second),
 	}

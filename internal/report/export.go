@@ -47,14 +47,11 @@ type ExportOptions struct {
 	// Property limits the export to one property; empty means all.
 	Property string
 	// Status is confirmed (the default), unconfirmed or all. Unconfirmed
-	// leads go only when asked, because mailing them is lawful only
-	// where the property runs single opt-in.
-	//
-	// Once per-property double-opt-in settings exist (say a column
-	// double_opt_in on a mailslot.properties table), the unconfirmed
-	// branch of exportSQL joins them and adds "AND NOT p.double_opt_in",
-	// so that asking cannot export what the property does not allow;
-	// until then the operator's explicit ask is the gate.
+	// leads go only when asked, and only of properties that run single
+	// opt-in (mailslot.properties.double_opt_in false, set with
+	// `mailslotctl properties set --double-opt-in off`): a property
+	// that requires double opt-in, as every property does unless told
+	// otherwise, never lets an unconfirmed lead leave.
 	Status ExportStatus
 	// Basis limits the export to one consent status: "", "express" or
 	// "implied".
@@ -106,7 +103,8 @@ var exportColumns = []string{
 	"last_campaign", "last_page", "first_seen_at", "last_seen_at",
 }
 
-// exportSQL selects the leads a marketer may mail. Never a withdrawn
+// exportSQL selects the leads a marketer may mail: confirmed ones, and
+// unconfirmed ones where the property runs single opt-in. Never a withdrawn
 // lead, a suppressed one (a suppression a later confirmation has not
 // overturned), or one an erasure covers (erasure deletes the lead; the
 // tombstone check also covers a lead whose scrub has not run yet). The
@@ -120,6 +118,7 @@ SELECT l.email, coalesce(l.name, ''), l.property, l.consent_status, l.consent_ba
        l.first_seen_at, l.last_seen_at
 FROM mailslot.leads l
 JOIN mailslot.lead_states s ON s.lead_id = l.id
+LEFT JOIN mailslot.properties p ON p.property = l.property
 LEFT JOIN LATERAL (
     SELECT c.source FROM mailslot.consent_records c
     WHERE l.consent_status = 'implied' AND c.lead_id = l.id AND c.status = 'implied'
@@ -132,6 +131,7 @@ WHERE NOT s.withdrawn AND NOT s.suppressed
   AND ($4::timestamptz IS NULL OR l.first_seen_at < $4)
   AND CASE WHEN s.confirmed THEN $5::text IN ('confirmed', 'all')
            ELSE $5::text IN ('unconfirmed', 'all')
+                AND NOT coalesce(p.double_opt_in, true)
                 AND (l.consent_status = 'express'
                      OR (l.consent_status = 'implied'
                          AND l.implied_at + CASE WHEN r.source IN ('purchase', 'customer', 'ebr') THEN interval '730 days'

@@ -28,6 +28,14 @@ func TestLeadsExport(t *testing.T) {
 		reporttest.Hash("jon@fixture.example")); err != nil {
 		t.Fatal(err)
 	}
+	// shop runs single opt-in; blog has no settings, so it requires
+	// double opt-in, and lou, who signed up there with an unconfirmed
+	// express consent, never leaves.
+	if _, err := db.Exec(ctx, `INSERT INTO mailslot.properties (property, double_opt_in) VALUES ($1, false)`, shop); err != nil {
+		t.Fatal(err)
+	}
+	reporttest.InsertLead(t, db, reporttest.Lead{Property: blog, Email: "lou@fixture.example", Page: "/post", FirstSeen: f.d2,
+		Basis: "express", ExpressAt: f.d2})
 	tests := []struct {
 		name string
 		opt  report.ExportOptions
@@ -81,6 +89,18 @@ func TestLeadsExport(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM mailslot.exports`).Scan(&n); err != nil || n != 2*len(tests) {
 		t.Errorf("mailslot.exports has %d rows, %v; want one per export (%d)", n, err, 2*len(tests))
 	}
+
+	// shop turns double opt-in on: asking for unconfirmed leads gets none.
+	if _, err := db.Exec(ctx, `UPDATE mailslot.properties SET double_opt_in = true WHERE property = $1`, shop); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := report.LeadsExport(ctx, db, &b, report.ExportOptions{Format: report.FormatCSV, Status: report.ExportAll, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := exportedLocals(t, report.FormatCSV, b.Bytes()), []string{"ann", "fay", "ivy"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("all leads, every property double opt-in: exported %v, want the confirmed %v", got, want)
+	}
 }
 
 func TestLeadsExportFields(t *testing.T) {
@@ -131,6 +151,9 @@ func TestLeadsExportProgressAndFailure(t *testing.T) {
 	db := pgtest.New(t)
 	loadFixture(t, db)
 	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO mailslot.properties (property, double_opt_in) VALUES ($1, false)`, shop); err != nil {
+		t.Fatal(err)
+	}
 	var seen []int64
 	res, err := report.LeadsExport(ctx, db, &bytes.Buffer{}, report.ExportOptions{Format: report.FormatJSON, By: "test",
 		Status: report.ExportAll, ProgressEvery: 2, Progress: func(n int64) { seen = append(seen, n) }})

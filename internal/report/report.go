@@ -135,3 +135,38 @@ func Refresh(ctx context.Context, db DB) (RefreshResult, error) {
 	}
 	return r, nil
 }
+
+// Beginner is a pool or connection that begins transactions.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// refreshLock is refresh_reports' advisory lock (pgschema 011).
+const refreshLock = 7010002
+
+// RefreshUnlessBusy is Refresh for a fleet: when another refresh holds
+// the rollups' lock (another edge's), it returns at once with ran false
+// instead of queueing behind it, since that refresh is folding the same
+// marks.
+func RefreshUnlessBusy(ctx context.Context, db Beginner) (r RefreshResult, ran bool, err error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return r, false, fmt.Errorf("refresh report rollups: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// Taken in this transaction, the lock is refresh_reports' own: its
+	// pg_advisory_xact_lock then returns at once.
+	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, refreshLock).Scan(&ran); err != nil {
+		return r, false, fmt.Errorf("refresh report rollups: take the lock: %w", err)
+	}
+	if !ran {
+		return r, false, nil
+	}
+	if r, err = Refresh(ctx, tx); err != nil {
+		return r, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return RefreshResult{}, false, fmt.Errorf("refresh report rollups: commit: %w", err)
+	}
+	return r, true, nil
+}
