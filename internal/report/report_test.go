@@ -254,6 +254,59 @@ func TestConsent(t *testing.T) {
 	})
 }
 
+// TestConsentLapseRules counts implied consents lapsing and lapsed by the
+// period of each lead's latest implied consent record: two years for a
+// purchase, customer or ebr source, six months otherwise, including a
+// lead whose records changed from one kind of source to the other.
+func TestConsentLapseRules(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	now := time.Now().UTC()
+	const p = "lapse.example"
+	days := func(d int) time.Time { return now.AddDate(0, 0, -d) }
+	implied := func(email string, at int, source string) int64 {
+		return reporttest.InsertLead(t, db, reporttest.Lead{Property: p, Email: email, Basis: "implied",
+			FirstSeen: days(at), ImpliedAt: days(at), ImpliedSource: source})
+	}
+	record := func(id int64, email, source string, at int) {
+		t.Helper()
+		if _, err := db.Exec(ctx, `
+			INSERT INTO mailslot.consent_records (lead_id, submission_id, email_hmac, property, status, source, recorded_at, origin_node, origin_seq)
+			VALUES ($1::bigint, gen_random_uuid(), $2, $3, 'implied', $4, $5, 'fixture', $1::bigint + 1000)`,
+			id, reporttest.Hash(email), p, source, days(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	implied("a@example.com", 160, "inquiry")  // six months: lapses in 23 days
+	implied("b@example.com", 200, "inquiry")  // lapsed 17 days ago
+	implied("c@example.com", 200, "purchase") // two years: neither
+	implied("d@example.com", 710, "customer") // lapses in 20 days
+	implied("e@example.com", 740, "ebr")      // lapsed 10 days ago
+	// An older two-year record, then a newer inquiry: six months.
+	f := implied("f@example.com", 170, "inquiry")
+	record(f, "f@example.com", "purchase", 400) // lapses in 13 days
+	// An older inquiry, then a newer purchase: two years.
+	g := implied("g@example.com", 190, "purchase")
+	record(g, "g@example.com", "inquiry", 300) // neither
+	implied("h@example.com", 100, "inquiry")   // neither
+	// Withdrawn since: not implied, counted in neither.
+	reporttest.InsertLead(t, db, reporttest.Lead{Property: p, Email: "i@example.com", Basis: "implied",
+		FirstSeen: days(160), ImpliedAt: days(160), WithdrawnAt: days(1), ImpliedSource: "inquiry"})
+
+	got, err := report.Consent(ctx, db, report.Filter{Property: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("Consent = %s, want one row", js(got))
+	}
+	if c := got[0]; c.Implied != 8 || c.ImpliedLapsing30d != 3 || c.ImpliedLapsed != 2 {
+		t.Errorf("implied %d, lapsing in 30 days %d, lapsed %d; want 8 (a-h), 3 (a, d, f), 2 (b, e)",
+			c.Implied, c.ImpliedLapsing30d, c.ImpliedLapsed)
+	}
+}
+
 func TestSignupsDailyView(t *testing.T) {
 	each(t, func(t *testing.T, db *pgxpool.Pool, f fixture) {
 		rows, err := db.Query(context.Background(), `
