@@ -98,6 +98,40 @@ func newDatabase(tb testing.TB, conn *pgx.Conn, prefix, options string) string {
 	return WithDatabase(tb, admin, name)
 }
 
+// KeptURL returns the URL of the database name, created if it does not
+// exist and migrated to the embedded schema, and not dropped when the test
+// ends: a benchmark whose data takes minutes to load keeps it between runs.
+func KeptURL(tb testing.TB, name string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	admin := AdminURL(tb)
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		tb.Fatalf("connect to test Postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		tb.Fatalf("look up kept database %s: %v", name, err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
+			tb.Fatalf("create kept database %s: %v", name, err)
+		}
+	}
+	u := WithDatabase(tb, admin, name)
+	mc, err := pgx.Connect(ctx, u)
+	if err != nil {
+		tb.Fatalf("connect to kept database %s: %v", name, err)
+	}
+	defer mc.Close(ctx)
+	if _, err := pgschema.Migrate(ctx, mc); err != nil {
+		tb.Fatalf("migrate kept database %s: %v", name, err)
+	}
+	return u
+}
+
 // New returns a pool on a fresh migrated database with an empty
 // search_path.
 func New(tb testing.TB) *pgxpool.Pool {
