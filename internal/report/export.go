@@ -211,10 +211,10 @@ func streamLeads(ctx context.Context, db DB, w io.Writer, f Format, status Expor
 	}
 	defer rows.Close()
 	var (
-		n   int64
-		cw  *csv.Writer
-		enc *json.Encoder
-		rec []string
+		n    int64
+		cw   *csv.Writer
+		rec  []string
+		line []byte
 	)
 	if f == FormatCSV {
 		cw = csv.NewWriter(bw)
@@ -222,8 +222,6 @@ func streamLeads(ctx context.Context, db DB, w io.Writer, f Format, status Expor
 			return 0, fmt.Errorf("write export: %w", err)
 		}
 		rec = make([]string, len(exportColumns))
-	} else {
-		enc = json.NewEncoder(bw)
 	}
 	var l ExportedLead
 	for rows.Next() {
@@ -239,7 +237,8 @@ func streamLeads(ctx context.Context, db DB, w io.Writer, f Format, status Expor
 			l.csvRecord(rec)
 			err = cw.Write(rec)
 		} else {
-			err = enc.Encode(&l)
+			line = appendJSONLine(line[:0], &l)
+			_, err = bw.Write(line)
 		}
 		if err != nil {
 			return n, fmt.Errorf("write export: %w", err)
