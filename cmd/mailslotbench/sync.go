@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,7 +22,9 @@ import (
 	"github.com/mailslot/mailslot"
 	"github.com/mailslot/mailslot/internal/loadgen"
 	"github.com/mailslot/mailslot/internal/pii"
+	"github.com/mailslot/mailslot/internal/safedial"
 	"github.com/mailslot/mailslot/outbox"
+	"github.com/mailslot/mailslot/sync/webhook"
 )
 
 // The sync scenarios measure the drain worker against the local Postgres 18
@@ -30,7 +34,13 @@ import (
 //     (default one million: each a lead upsert, a consent record and its
 //     ledger entry in Postgres) is synced by a real `mailslot serve`; the
 //     time runs from the edge being ready to its pending count reaching
-//     zero, and the row counts in Postgres are checked afterwards.
+//     zero, and the row counts in Postgres are checked afterwards. With
+//     MAILSLOT_BENCH_DRAIN_EVENTS=k each sign-up is followed by k page
+//     views (telemetry, into the partitioned mailslot.events). With
+//     MAILSLOT_BENCH_DRAIN_WEBHOOK=on a webhook subscription to every
+//     event is active (a loopback receiver answering 204), so each
+//     sign-up also writes its lead.created and the edge delivers them
+//     while it drains.
 //   - lag: sign-ups at a steady MAILSLOT_BENCH_LAG_RATE per second (default
 //     5,000) for the scenario's duration; a sample of them is watched in
 //     Postgres' ledger (polled every 10 ms), and the lag is the time from
@@ -56,7 +66,7 @@ const benchNode = "bench-sync"
 
 // prefill writes n sign-ups into a new outbox in dir, in one SQLite
 // transaction, with the payloads and hashes the edge itself would store.
-func prefill(ctx context.Context, dir string, n int) error {
+func prefill(ctx context.Context, dir string, n, eventsEach int) error {
 	out, err := outbox.Open(ctx, outbox.Options{Dir: dir, NodeID: benchNode})
 	if err != nil {
 		return err
@@ -78,6 +88,12 @@ func prefill(ctx context.Context, dir string, n int) error {
 	if err != nil {
 		return err
 	}
+	evStmt, err := tx.PrepareContext(ctx, `INSERT INTO outbox (id, node_id, kind, received_at, payload, ip_hmac) VALUES (?, ?, 'event', ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	ev, _ := json.Marshal(mailslot.Event{Type: mailslot.EventPageView, Property: "bench", Page: "https://example.com/pricing",
+		UTM: mailslot.UTM{Source: "newsletter", Medium: "email", Campaign: "launch"}})
 	h := pii.NewHasher([]byte(benchSecrets[0]))
 	ip := h.IP("192.0.2.10")
 	now := time.Now().UTC()
@@ -92,6 +108,11 @@ func prefill(ctx context.Context, dir string, n int) error {
 		})
 		if _, err := stmt.ExecContext(ctx, uuid.Must(uuid.NewV7()).String(), benchNode, now.UnixMilli(), string(p), h.Email(email), ip); err != nil {
 			return fmt.Errorf("prefill row %d: %w", i, err)
+		}
+		for range eventsEach {
+			if _, err := evStmt.ExecContext(ctx, uuid.Must(uuid.NewV7()).String(), benchNode, now.UnixMilli(), string(ev), ip); err != nil {
+				return fmt.Errorf("prefill an event of row %d: %w", i, err)
+			}
 		}
 	}
 	return tx.Commit()
@@ -122,6 +143,8 @@ func drainRate(ctx context.Context, e *env) (*measurement, error) {
 		return &measurement{Server: "skipped: MAILSLOT_TEST_DATABASE_URL is not set (make bench sets it)"}, nil
 	}
 	rows := envInt("MAILSLOT_BENCH_DRAIN_ROWS", 1_000_000)
+	eventsEach := envInt("MAILSLOT_BENCH_DRAIN_EVENTS", 0)
+	total := rows * (1 + eventsEach)
 	dbURL, drop, err := freshDatabase(ctx, admin)
 	if err != nil {
 		return nil, err
@@ -132,11 +155,20 @@ func drainRate(ctx context.Context, e *env) (*measurement, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(e.progress, "drain: writing %d sign-ups into an outbox...\n", rows)
-	if err := prefill(ctx, dir, rows); err != nil {
+	fmt.Fprintf(e.progress, "drain: writing %d sign-ups and %d events into an outbox...\n", rows, rows*eventsEach)
+	if err := prefill(ctx, dir, rows, eventsEach); err != nil {
 		return nil, fmt.Errorf("prefill outbox: %w", err)
 	}
 	env := append([]string{"DATABASE_URL=" + dbURL, "MAILSLOT_NODE_ID=" + benchNode, "MAILSLOT_DATA_DIR=" + dir}, benchSecrets...)
+	hooked := os.Getenv("MAILSLOT_BENCH_DRAIN_WEBHOOK") == "on"
+	if hooked {
+		stopReceiver, err := subscribeDrain(ctx, dbURL)
+		if err != nil {
+			return nil, err
+		}
+		defer stopReceiver()
+		env = append(env, "MAILSLOT_WEBHOOK_ALLOW_PRIVATE=true")
+	}
 	start := time.Now()
 	srv, err := startServer(ctx, e.bin, e.dataRoot, serverOpts{Env: env}, e.serverEnv)
 	if err != nil {
@@ -150,7 +182,7 @@ func drainRate(ctx context.Context, e *env) (*measurement, error) {
 			peak = rss
 		}
 		st, err := readSyncStatus(ctx, client, srv.Private)
-		if err == nil && st.Pending == 0 && st.RowsSynced >= int64(rows) {
+		if err == nil && st.Pending == 0 && st.RowsSynced >= int64(total) {
 			break
 		}
 		if time.Since(start) > 30*time.Minute {
@@ -176,24 +208,39 @@ func drainRate(ctx context.Context, e *env) (*measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ledger, leads, consent int64
+	var ledger, leads, consent, events int64
 	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM mailslot.ledger), (SELECT count(*) FROM mailslot.leads),
-		(SELECT count(*) FROM mailslot.consent_records)`).Scan(&ledger, &leads, &consent); err != nil {
+		(SELECT count(*) FROM mailslot.consent_records), (SELECT count(*) FROM mailslot.events)`).Scan(&ledger, &leads, &consent, &events); err != nil {
 		return nil, err
 	}
-	if ledger != int64(rows) || leads != int64(rows) || consent != int64(rows) {
-		return nil, fmt.Errorf("drain: Postgres holds %d ledger rows, %d leads, %d consent records; want %d each", ledger, leads, consent, rows)
+	if ledger != int64(total) || leads != int64(rows) || consent != int64(rows) || events != int64(rows*eventsEach) {
+		return nil, fmt.Errorf("drain: Postgres holds %d ledger rows, %d leads, %d consent records, %d events; want %d, %d, %d, %d",
+			ledger, leads, consent, events, total, rows, rows, rows*eventsEach)
+	}
+	server := fmt.Sprintf("%d sign-ups, MAILSLOT_SYNC_BATCH default", rows)
+	if eventsEach > 0 {
+		server = fmt.Sprintf("%d sign-ups and %d page views, MAILSLOT_SYNC_BATCH default", rows, rows*eventsEach)
+	}
+	if hooked {
+		var events int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM mailslot.webhook_events WHERE type = 'lead.created'`).Scan(&events); err != nil {
+			return nil, err
+		}
+		if events != int64(rows) {
+			return nil, fmt.Errorf("drain: %d lead.created events for %d sign-ups", events, rows)
+		}
+		server += ", a webhook subscription to every event (a loopback receiver answering 204)"
 	}
 	return &measurement{
-		Server:  fmt.Sprintf("%d sign-ups, MAILSLOT_SYNC_BATCH default", rows),
+		Server:  server,
 		PeakRSS: peak,
 		Extra: []metric{
-			{Name: "drained/s", Value: float64(rows) / elapsed.Seconds(), Unit: "rows/s"},
+			{Name: "drained/s", Value: float64(total) / elapsed.Seconds(), Unit: "rows/s"},
 			{Name: "drain time", Value: elapsed.Seconds(), Unit: "s"},
 			// CPU per row is steadier than rows/s on a shared machine: it
 			// says what a row costs, whatever else ran beside the drain.
-			{Name: "edge CPU/row", Value: float64(edgeCPU.Microseconds()) / float64(rows), Unit: "µs"},
-			{Name: "Postgres CPU/row", Value: float64(pgCPU.Microseconds()) / float64(rows), Unit: "µs"},
+			{Name: "edge CPU/row", Value: float64(edgeCPU.Microseconds()) / float64(total), Unit: "µs"},
+			{Name: "Postgres CPU/row", Value: float64(pgCPU.Microseconds()) / float64(total), Unit: "µs"},
 		},
 	}, nil
 }
@@ -417,4 +464,32 @@ func syncLag(ctx context.Context, e *env) (*measurement, error) {
 			{Name: "sent/s", Value: achieved, Unit: "req/s"},
 		},
 	}, nil
+}
+
+// subscribeDrain subscribes a loopback receiver that answers 204 to every
+// event (MAILSLOT_BENCH_DRAIN_WEBHOOK=on), so that the drain writes a
+// lead.created per sign-up and the edge delivers them while it drains. It
+// returns what stops the receiver.
+func subscribeDrain(ctx context.Context, dbURL string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		_ = srv.Close()
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	if _, err := webhook.Add(ctx, conn, webhook.NewSubscription{URL: "http://" + ln.Addr().String() + "/hooks",
+		Events: webhook.Types, Policy: safedial.Policy{AllowPrivate: true}}); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("subscribe the drain's receiver: %w", err)
+	}
+	return func() { _ = srv.Close() }, nil
 }
