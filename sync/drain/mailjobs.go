@@ -62,7 +62,9 @@ SELECT l.id, l.property, 'confirmation', b.since IS NOT NULL`
 JOIN mailslot.leads l ON l.property = s.property AND l.email_hmac = s.email_hmac
 LEFT JOIN mailslot.properties p ON p.property = l.property
 CROSS JOIN LATERAL (
-    SELECT mailslot.mail_blocked_since(l.property, l.email_hmac, l.withdrawn_at, l.confirmed_at) AS since) b
+    -- OFFSET 0 keeps the subquery whole: flattened, the call was copied
+    -- into each of the conditions below and ran for each.
+    SELECT mailslot.mail_blocked_since(l.property, l.email_hmac, l.withdrawn_at, l.confirmed_at) AS since OFFSET 0) b
 CROSS JOIN LATERAL (
     SELECT count(*) AS total,
            count(*) FILTER (WHERE j.created_at > now() - interval '24 hours') AS day,
