@@ -130,6 +130,29 @@ func (p *Pacer) Backoff(ctx context.Context, err error) bool {
 	return p.sleep(ctx, d)
 }
 
+// Rounds runs round until ctx ends, for a worker whose every round is
+// alike: after one that failed, fail is given the error and the worker
+// backs off; after one that succeeded, it waits Interval. An error from a
+// round that ctx's end interrupted is not a failure.
+func (p *Pacer) Rounds(ctx context.Context, round func(context.Context) error, fail func(error)) {
+	for {
+		err := round(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		ok := true
+		if err != nil {
+			fail(err)
+			ok = p.Backoff(ctx, err)
+		} else {
+			ok = p.Idle(ctx)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
 func (p *Pacer) sleep(ctx context.Context, d time.Duration) bool {
 	if p.wake == nil {
 		return backoff.Sleep(ctx, d)

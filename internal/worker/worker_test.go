@@ -76,6 +76,47 @@ func TestPacer(t *testing.T) {
 	worker.NewPacer(time.Millisecond, 0, 0, nil, quiet).Again()
 }
 
+// TestPacerRounds: a failed round's error goes to fail and is followed by a
+// backoff, a good round by an idle wait, and the loop returns when ctx
+// ends, without calling fail for the round that ctx's end interrupted.
+func TestPacerRounds(t *testing.T) {
+	t.Parallel()
+	var sig worker.Signals
+	sig.Init(t)
+	p := worker.NewPacer(time.Millisecond, time.Millisecond, time.Millisecond, nil, &sig)
+	ctx, cancel := context.WithCancel(context.Background())
+	boom := errors.New("boom")
+	var failed []error
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Rounds(ctx, func(ctx context.Context) error {
+			n++
+			switch n {
+			case 1:
+				return boom
+			case 2:
+				return nil
+			}
+			cancel()
+			return ctx.Err()
+		}, func(err error) { failed = append(failed, err) })
+	}()
+	if got := sig.BackingOff.WaitOrTimeout(); got != boom {
+		t.Errorf("BackingOff sent %v, want %v", got, boom)
+	}
+	sig.RoundFinished.WaitOrTimeout()
+	select {
+	case <-done:
+	case <-time.After(worker.SignalTimeout):
+		t.Fatal("Rounds did not return after ctx ended")
+	}
+	if n != 3 || len(failed) != 1 || failed[0] != boom {
+		t.Errorf("%d rounds, failures %v; want 3 rounds and only boom", n, failed)
+	}
+}
+
 func TestSchemaGate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -87,21 +87,8 @@ func (p *Puller) Run(ctx context.Context) error {
 	// After a failure the wait doubles from twice the interval, jittered
 	// so that a fleet of edges does not come back to Postgres in step.
 	pace := worker.NewPacer(p.opts.Interval, max(2*p.opts.Interval, time.Second), maxBackoff, nil, &p.Signals)
-	for {
-		ok := true
-		if err := p.Pull(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.fail(err)
-			ok = pace.Backoff(ctx, err)
-		} else {
-			ok = pace.Idle(ctx)
-		}
-		if !ok {
-			return nil
-		}
-	}
+	pace.Rounds(ctx, p.Pull, p.fail)
+	return nil
 }
 
 // Pull reads the whole table and puts it in force.

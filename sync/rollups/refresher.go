@@ -84,22 +84,8 @@ func (r *Refresher) Close() { r.pool.Close() }
 func (r *Refresher) Run(ctx context.Context) error {
 	defer r.pool.Close()
 	pace := worker.NewPacer(r.opts.Interval, max(2*r.opts.Interval, time.Second), maxBackoff, nil, &r.Signals)
-	for {
-		err := r.Round(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		ok := true
-		if err != nil {
-			r.fail(err)
-			ok = pace.Backoff(ctx, err)
-		} else {
-			ok = pace.Idle(ctx)
-		}
-		if !ok {
-			return nil
-		}
-	}
+	pace.Rounds(ctx, r.Round, r.fail)
+	return nil
 }
 
 // Round is one refresh, skipped while the schema is behind (the sync says
