@@ -43,6 +43,9 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON mailslot.webhook_events TO mailslot_edge;
         GRANT SELECT, INSERT, UPDATE, DELETE ON mailslot.webhook_deliveries TO mailslot_edge;
         GRANT SELECT ON mailslot.webhook_erasure_deliveries TO mailslot_edge;
+        -- A sync batch's lead.created, expanded by the fan-out (pgschema 014).
+        GRANT SELECT, INSERT, DELETE ON mailslot.webhook_created TO mailslot_edge;
+        EXECUTE format('GRANT USAGE ON SEQUENCE %s TO mailslot_edge', pg_get_serial_sequence('mailslot.webhook_events', 'seq'));
     END IF;
     -- Dashboards and BI tools read the report views and nothing else: no
     -- table, no address, no hash (the views run with their owner's

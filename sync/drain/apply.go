@@ -311,8 +311,7 @@ ON CONFLICT (property, email_hmac) DO UPDATE SET
     last_page      = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_page ELSE l.last_page END,
     last_referrer  = CASE WHEN EXCLUDED.last_seen_at >= l.last_seen_at THEN EXCLUDED.last_referrer ELSE l.last_referrer END,
     submissions    = l.submissions + EXCLUDED.submissions
-RETURNING l.id, l.property, l.email_hmac, l.public_id, l.email, l.name, l.consent_status,
-          l.first_utm, l.first_page, l.first_referrer, l.first_seen_at, old.id IS NULL AS created
+RETURNING l.id, l.property, l.email_hmac, old.id IS NULL AS created
 ),` + webhook.CreatedCTE + `
 INSERT INTO mailslot.consent_records (
     lead_id, submission_id, email_hmac, property, policy_version, status, source,

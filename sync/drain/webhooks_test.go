@@ -176,16 +176,105 @@ func TestSyncWithoutSubscriptionsWritesNoWebhookRows(t *testing.T) {
 	}
 }
 
+// createdRecords is how many sync batches' lead.created records wait for
+// the fan-out to expand them.
+func (p *pg) createdRecords() int {
+	p.t.Helper()
+	var n int
+	if err := p.pool.QueryRow(context.Background(), `SELECT count(*) FROM mailslot.webhook_created`).Scan(&n); err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+func TestLeadCreatedComesBeforeTheLeadsLaterEvents(t *testing.T) {
+	// The sync records a batch's new leads in one row; the lead's next
+	// event is written before any fan-out expands that row. The fan-out
+	// still hands lead.created out first, carrying the lead as it stands.
+	db := newPG(t)
+	db.subscribe(webhook.Types...)
+	e := newPrivEdge(t, "edge-a")
+	e.at(minute(0)).simpleSignUp(alice, shop, "pending")
+	e.at(minute(0)).simpleSignUp(bob, shop, "pending")
+	e.sync(db.url)
+	if n := db.createdRecords(); n != 1 {
+		t.Fatalf("a batch of two new leads left %d lead.created records, want 1", n)
+	}
+	e.at(minute(1)).confirm(alice, shop)
+	e.sync(db.url)
+	evs := db.hookEvents()
+	if got, want := types(evs), []string{"lead.created", "lead.created", "lead.confirmed"}; !slices.Equal(got, want) {
+		t.Fatalf("events in order = %v, want %v", got, want)
+	}
+	created := map[uuid.UUID]hookEvent{evs[0].LeadID: evs[0], evs[1].LeadID: evs[1]}
+	a, b := created[db.publicID(alice, shop)], created[db.publicID(bob, shop)]
+	if a.Data["email"] != alice || a.Data["consent"] != "express" || b.Data["email"] != bob || b.Data["consent"] != "pending" {
+		t.Errorf("lead.created data = %v and %v, want alice as she stands (confirmed: express) and bob pending", a.Data, b.Data)
+	}
+	if evs[2].LeadID != db.publicID(alice, shop) {
+		t.Errorf("lead.confirmed names %s", evs[2].LeadID)
+	}
+	for _, ev := range evs {
+		if !slices.Equal(ev.Statuses, []string{"pending"}) {
+			t.Errorf("%s deliveries = %v, want one pending", ev.Type, ev.Statuses)
+		}
+	}
+	if n := db.createdRecords(); n != 0 {
+		t.Errorf("%d lead.created records left after the fan-out", n)
+	}
+	// Expanded once: a second fan-out writes nothing more.
+	if again := db.hookEvents(); len(again) != len(evs) {
+		t.Errorf("a second fan-out left %d events, want %d", len(again), len(evs))
+	}
+}
+
+func TestLeadErasedBeforeItsLeadCreatedWentOut(t *testing.T) {
+	// The erasure syncs before any fan-out expanded the sign-up's
+	// lead.created: receivers get lead.erased for the id and never the
+	// address.
+	db := newPG(t)
+	db.subscribe(webhook.Types...)
+	e := newPrivEdge(t, "edge-a")
+	e.at(minute(0)).simpleSignUp(alice, shop, "pending")
+	e.sync(db.url)
+	id := db.publicID(alice, shop)
+	e.at(minute(1)).eraseAdmin(alice)
+	e.sync(db.url)
+	evs := db.hookEvents()
+	if got, want := types(evs), []string{"lead.erased"}; !slices.Equal(got, want) {
+		t.Fatalf("events = %v, want %v", got, want)
+	}
+	if evs[0].LeadID != id || evs[0].Data["email"] != nil {
+		t.Errorf("lead.erased = %+v, want the id %s and no address", evs[0], id)
+	}
+	if n := db.createdRecords(); n != 0 {
+		t.Errorf("%d lead.created records left after the fan-out", n)
+	}
+}
+
 func TestErasureThatResetsALeadAnnouncesItAsNew(t *testing.T) {
+	for _, subscribedFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "subscribed after the sync", true: "subscribed before: the old lead.created never expanded"}[subscribedFirst], func(t *testing.T) {
+			testResetAnnouncedAsNew(t, subscribedFirst)
+		})
+	}
+}
+
+func testResetAnnouncedAsNew(t *testing.T, subscribedFirst bool) {
 	// A sign-up from after the erasure time reached Postgres first: the
 	// lead survives, reset. Receivers are told to erase the old id and get
 	// a lead.created under a new one, with only what the later sign-up says.
 	db := newPG(t)
+	if subscribedFirst {
+		db.subscribe(webhook.LeadCreated, webhook.LeadErased)
+	}
 	e := newPrivEdge(t, "edge-a")
 	e.at(minute(0)).signUp("198.51.100.7", map[string]any{"email": alice, "property": shop, "consent": "express", "name": "Alice"})
 	e.at(minute(20)).signUp("192.0.2.44", map[string]any{"email": alice, "property": shop, "consent": "pending", "page": "https://shop.example/again"})
 	e.sync(db.url)
-	db.subscribe(webhook.LeadCreated, webhook.LeadErased)
+	if !subscribedFirst {
+		db.subscribe(webhook.LeadCreated, webhook.LeadErased)
+	}
 	old := db.publicID(alice, shop)
 
 	res, err := drain.Erase(context.Background(), db.pool, privHasher.Email(alice), minute(10), "operator")

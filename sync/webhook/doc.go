@@ -40,8 +40,10 @@
 //
 // # Payloads
 //
-// lead.created, once per lead: when the sync inserts it (CreatedCTE), or
-// an erasure resets it; a later emit for the same lead writes nothing:
+// lead.created, once per lead: when the sync inserts it (CreatedCTE: one
+// record per sync batch, expanded by the fan-out, whose payload is the
+// lead as it stands then), or an erasure resets it; a later emit for the
+// same lead writes nothing:
 //
 //	{"type":"lead.created","timestamp":"2026-03-01T12:00:00.000000Z","data":{
 //	  "id":"5b0c4bd6-8f3e-4d61-9a1e-3f7f0f2b9c11","property":"site.example",

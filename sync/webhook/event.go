@@ -151,26 +151,58 @@ const createdPayload = `jsonb_build_object(
             'referrer', l.first_referrer,
             'created_at', to_char(l.first_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`
 
-// CreatedCTE is a common table expression, lead_created, that writes
-// lead.created for each lead its statement created, read from the
+// CreatedCTE is a common table expression, lead_created, that records
+// lead.created for the leads its statement created: one row in
+// mailslot.webhook_created naming them all (pgschema 014), which the
+// fan-out expands into one event per lead (expandCreatedSQL). It reads the
 // statement's own upsert: a CTE named upserted whose RETURNING gives the
-// lead's public_id, property, email, name, consent_status, first_utm,
-// first_page, first_referrer and first_seen_at, and created (true when the
-// row was inserted, not updated: old.id IS NULL). Writing the event from
-// the upsert's output saves a second lookup of every lead in the sync's
-// batch, and "created by this statement" is exactly once per lead even
-// when two edges' batches bring the same new address at once (the second
-// one updates the row the first inserted). A lead that an erasure reset
-// is announced by QueueEmit with EveryProperty instead.
+// lead's id and property, and created (true when the row was inserted,
+// not updated: old.id IS NULL). "Created by this statement" is exactly
+// once per lead even when two edges' batches bring the same new address
+// at once (the second one updates the row the first inserted). With no
+// enabled subscription that wants lead.created for the property, it
+// records nothing. A lead that an erasure reset is announced by QueueEmit
+// with EveryProperty instead.
 const CreatedCTE = `
 lead_created AS (
-    INSERT INTO mailslot.webhook_events (id, type, lead_public_id, property, payload)
-    SELECT uuidv7(), 'lead.created', l.public_id, l.property, ` + createdPayload + `
+    INSERT INTO mailslot.webhook_created (lead_ids)
+    SELECT array_agg(l.id ORDER BY l.id)
     FROM upserted l
     WHERE l.created AND EXISTS (
         SELECT 1 FROM mailslot.webhook_subscriptions s
         WHERE s.disabled_at IS NULL AND 'lead.created' = ANY (s.events) AND (s.property IS NULL OR s.property = l.property))
+    HAVING count(*) > 0
 )`
+
+// expandCreatedSQL turns up to $1 of the sync batches' lead.created
+// records (CreatedCTE) into events, oldest first, each event keeping its
+// batch's seq (so that it comes before any later event of its lead) and
+// time (the envelope's timestamp: when the sync wrote it), with the
+// payload read from the lead as it stands. A lead that is gone
+// (erased) gets none; one that already has its lead.created (an erasure
+// reset it and announced it under its new id) gets no second one. The
+// records it expanded are deleted in the same statement. FanOut runs it
+// first, in the fan-out's transaction: it takes the fan-out's lock, or
+// finds it taken and does nothing.
+const expandCreatedSQL = `
+WITH turn AS (
+    SELECT pg_try_advisory_xact_lock(1835100524, 2) AS ok
+), taken AS (
+    DELETE FROM mailslot.webhook_created
+    -- Fan-outs take turns on the lock, so no row lock is needed here.
+    WHERE seq IN (SELECT c.seq FROM mailslot.webhook_created c, turn
+                  WHERE turn.ok ORDER BY c.seq LIMIT $1)
+    RETURNING seq, lead_ids, created_at
+)
+INSERT INTO mailslot.webhook_events (id, seq, type, lead_public_id, property, payload, created_at)
+OVERRIDING SYSTEM VALUE
+SELECT uuidv7(), t.seq, 'lead.created', l.public_id, l.property, ` + createdPayload + `, t.created_at
+FROM taken t
+CROSS JOIN LATERAL unnest(t.lead_ids) AS x (lead_id)
+JOIN mailslot.leads l ON l.id = x.lead_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM mailslot.webhook_events e WHERE e.lead_public_id = l.public_id AND e.type = 'lead.created')
+ORDER BY t.seq, l.id`
 
 type emitArgs struct {
 	ids, publicIDs []uuid.UUID

@@ -59,12 +59,30 @@ func FanOut(ctx context.Context, db DB, limit int) (int64, error) {
 	if limit <= 0 {
 		limit = DefaultFanOut
 	}
-	tag, err := db.Exec(ctx, fanOutSQL, limit)
+	// One pipeline, so one implicit transaction: the expansion takes the
+	// fan-out's lock (or finds it taken and does nothing) and the fan-out
+	// sees the events it wrote.
+	b := &pgx.Batch{}
+	b.Queue(expandCreatedSQL, expandRecords)
+	b.Queue(fanOutSQL, limit)
+	br := db.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return 0, fmt.Errorf("expand lead.created records: %w", err)
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return 0, fmt.Errorf("fan out webhook events: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
+
+// expandRecords bounds the sync batches' lead.created records one fan-out
+// expands: a record names up to a sync batch of leads (1,000 by default).
+const expandRecords = 4
 
 // queueEraseLock queues eraseLockSQL on an erasure's batch.
 func queueEraseLock(b *pgx.Batch) {
