@@ -693,6 +693,49 @@ func TestShutdownHandsOverRunningPredictions(t *testing.T) {
 	}
 }
 
+// TestShutdownDuringACreateLosesNoPrediction: shutdown begins while the
+// provider has created a prediction but not yet answered. The dispatcher
+// waits for the answer and records the prediction, starts nothing more,
+// and the next node adopts it instead of paying for it again.
+func TestShutdownDuringACreateLosesNoPrediction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.fake.Set(func(k *imagestest.Knobs) { k.Hold, k.CreateDelay = true, 300*time.Millisecond })
+	j := e.submit("a.jpg", 3)
+	_, stop := e.start(e.opts(e.replicate("")))
+	created := func() int {
+		n := 0
+		for _, c := range e.fake.Stats().Creates {
+			n += c
+		}
+		return n
+	}
+	testsync.Until(t, 5*time.Second, "the first prediction to exist", func() bool { return created() == 1 })
+	stop()
+	if n := created(); n != 1 {
+		t.Fatalf("%d predictions created by a dispatcher that was shutting down, want only the one in flight", n)
+	}
+	var recorded int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM mailslot.image_predictions WHERE job_id = $1`, j.ID).Scan(&recorded); err != nil {
+		t.Fatal(err)
+	}
+	if recorded != 1 {
+		t.Fatalf("%d predictions recorded after the shutdown, want the one whose answer came during it", recorded)
+	}
+	e.fake.Set(func(k *imagestest.Knobs) { k.CreateDelay = 0 })
+	o := e.opts(e.replicate(""))
+	o.Owner = "other-node"
+	e.start(o)
+	testsync.Until(t, 5*time.Second, "the other node to start the second model", func() bool { return created() == 2 })
+	e.fake.Release()
+	e.waitState(j.ID, images.StateSucceeded, 10*time.Second)
+	for k, c := range e.fake.Stats().Creates {
+		if c != 1 {
+			t.Errorf("%s created %d times", k, c)
+		}
+	}
+}
+
 // TestAbandonedLeaseIsReaped: a dispatcher that died mid-attempt leaves a
 // running job whose lease runs out; the next dispatcher retries it.
 func TestAbandonedLeaseIsReaped(t *testing.T) {

@@ -304,6 +304,29 @@ func (d *Dispatcher) run(ctx context.Context, c claimed) {
 	}
 }
 
+// startTimeout bounds a prediction's create request once shutdown has
+// begun.
+const startTimeout = 15 * time.Second
+
+// start asks prov to start model's prediction. Shutdown does not cut the
+// request short: the provider may already have created the prediction,
+// and an answer lost here is a prediction nobody records, adopts or
+// cancels, paid for twice when the next dispatcher starts it again. The
+// attempt's own deadline still applies. A synchronous provider's call is
+// the whole prediction, with nothing to adopt: shutdown cuts it short.
+func (d *Dispatcher) start(ctx context.Context, prov Provider, model string, in Input) (Prediction, error) {
+	if synchronous(prov) {
+		return prov.Start(ctx, model, in)
+	}
+	deadline := time.Now().Add(startTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	return prov.Start(sctx, model, in)
+}
+
 // attempt runs the job's two models, reusing what earlier attempts
 // finished and adopting what they left running, and waits for both.
 func (d *Dispatcher) attempt(ctx context.Context, c claimed) (result, error) {
@@ -344,7 +367,10 @@ func (d *Dispatcher) attempt(ctx context.Context, c claimed) (result, error) {
 		if done[m] || pending[m] != "" {
 			continue
 		}
-		p, err := prov.Start(ctx, m, in)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return result{}, ctx.Err() // shutting down: start nothing more
+		}
+		p, err := d.start(ctx, prov, m, in)
 		if err != nil {
 			switch {
 			case errors.Is(ctx.Err(), context.Canceled):

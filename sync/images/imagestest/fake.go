@@ -59,6 +59,10 @@ type Knobs struct {
 	RunTime time.Duration
 	// Hold keeps predictions "processing" until Release (or cancel).
 	Hold bool
+	// CreateDelay holds back the answer to a Replicate create this long
+	// after the prediction exists (a slow network): a client that gives
+	// up meanwhile never learns the id of what it started.
+	CreateDelay time.Duration
 	// FailPredictions makes predictions end "failed".
 	FailPredictions bool
 	// PredictTime is the metrics.predict_time reported per prediction.
@@ -339,7 +343,16 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	}
 	f.stats.MaxInFlight = max(f.stats.MaxInFlight, inflight)
 	body := f.objectLocked(p)
+	delay := f.k.CreateDelay
 	f.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return // the client gave up: the prediction exists all the same
+		case <-f.stop:
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(body)
