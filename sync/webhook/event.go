@@ -175,15 +175,18 @@ lead_created AS (
 )`
 
 // expandCreatedSQL turns up to $1 of the sync batches' lead.created
-// records (CreatedCTE) into events, oldest first, each event keeping its
-// batch's seq (so that it comes before any later event of its lead) and
+// records (CreatedCTE) into events, oldest first, and fans them out at
+// once: one delivery per enabled subscription that wants lead.created for
+// the property, as fanOutSQL would write, without writing each event a
+// second time to mark it fanned. Each event keeps its batch's seq (so that
+// it, and its deliveries, come before any later event of its lead) and
 // time (the envelope's timestamp: when the sync wrote it), with the
-// payload read from the lead as it stands. A lead that is gone
-// (erased) gets none; one that already has its lead.created (an erasure
-// reset it and announced it under its new id) gets no second one. The
-// records it expanded are deleted in the same statement. FanOut runs it
-// first, in the fan-out's transaction: it takes the fan-out's lock, or
-// finds it taken and does nothing.
+// payload read from the lead as it stands. A lead that is gone (erased)
+// gets none; one that already has its lead.created (an erasure reset it
+// and announced it under its new id) gets no second one. The records it
+// expanded are deleted in the same statement. FanOut runs it first, in the
+// fan-out's transaction: it takes the fan-out's lock, or finds it taken
+// and does nothing. It returns the deliveries it wrote.
 const expandCreatedSQL = `
 WITH turn AS (
     SELECT pg_try_advisory_xact_lock(1835100524, 2) AS ok
@@ -193,16 +196,24 @@ WITH turn AS (
     WHERE seq IN (SELECT c.seq FROM mailslot.webhook_created c, turn
                   WHERE turn.ok ORDER BY c.seq LIMIT $1)
     RETURNING seq, lead_ids, created_at
+), ev AS (
+    INSERT INTO mailslot.webhook_events (id, seq, type, lead_public_id, property, payload, created_at, fanned_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT uuidv7(), t.seq, 'lead.created', l.public_id, l.property, ` + createdPayload + `, t.created_at, now()
+    FROM taken t
+    CROSS JOIN LATERAL unnest(t.lead_ids) AS x (lead_id)
+    JOIN mailslot.leads l ON l.id = x.lead_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM mailslot.webhook_events e WHERE e.lead_public_id = l.public_id AND e.type = 'lead.created')
+    ORDER BY t.seq, l.id
+    RETURNING id, seq, lead_public_id, property
 )
-INSERT INTO mailslot.webhook_events (id, seq, type, lead_public_id, property, payload, created_at)
-OVERRIDING SYSTEM VALUE
-SELECT uuidv7(), t.seq, 'lead.created', l.public_id, l.property, ` + createdPayload + `, t.created_at
-FROM taken t
-CROSS JOIN LATERAL unnest(t.lead_ids) AS x (lead_id)
-JOIN mailslot.leads l ON l.id = x.lead_id
-WHERE NOT EXISTS (
-    SELECT 1 FROM mailslot.webhook_events e WHERE e.lead_public_id = l.public_id AND e.type = 'lead.created')
-ORDER BY t.seq, l.id`
+INSERT INTO mailslot.webhook_deliveries (subscription_id, event_id, lead_public_id, event_seq)
+SELECT s.id, ev.id, ev.lead_public_id, ev.seq
+FROM ev
+JOIN mailslot.webhook_subscriptions s
+  ON s.disabled_at IS NULL AND 'lead.created' = ANY (s.events) AND (s.property IS NULL OR s.property = ev.property)
+ORDER BY ev.seq`
 
 type emitArgs struct {
 	ids, publicIDs []uuid.UUID

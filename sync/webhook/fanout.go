@@ -60,13 +60,15 @@ func FanOut(ctx context.Context, db DB, limit int) (int64, error) {
 		limit = DefaultFanOut
 	}
 	// One pipeline, so one implicit transaction: the expansion takes the
-	// fan-out's lock (or finds it taken and does nothing) and the fan-out
-	// sees the events it wrote.
+	// fan-out's lock (or finds it taken and does nothing), and every
+	// lead.created it expands has its deliveries before the fan-out writes
+	// those of the leads' later events.
 	b := &pgx.Batch{}
 	b.Queue(expandCreatedSQL, expandRecords)
 	b.Queue(fanOutSQL, limit)
 	br := db.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
+	expanded, err := br.Exec()
+	if err != nil {
 		_ = br.Close()
 		return 0, fmt.Errorf("expand lead.created records: %w", err)
 	}
@@ -77,7 +79,7 @@ func FanOut(ctx context.Context, db DB, limit int) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("fan out webhook events: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return expanded.RowsAffected() + tag.RowsAffected(), nil
 }
 
 // expandRecords bounds the sync batches' lead.created records one fan-out
