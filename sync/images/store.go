@@ -224,7 +224,15 @@ func (s *Store) List(ctx context.Context, state string, limit int) ([]Job, error
 // of attempts (a queued one just becomes due). Results of models that
 // already succeeded are kept and not paid for again.
 func (s *Store) Retry(ctx context.Context, id int64) (Job, error) {
-	tag, err := s.db.Exec(ctx, `
+	// The job is read in the transaction that queued it, while the update
+	// holds its row: a dispatcher cannot claim it in between, so the caller
+	// sees the job as the retry left it.
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return Job{}, fmt.Errorf("retry image job %d: %w", id, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	tag, err := tx.Exec(ctx, `
 		UPDATE mailslot.image_jobs j
 		SET state = 'queued', attempts = 0, run_after = now(), updated_at = now(), finished_at = NULL
 		WHERE j.id = $1 AND j.state IN ('queued', 'failed', 'dead', 'cancelled')
@@ -232,9 +240,18 @@ func (s *Store) Retry(ctx context.Context, id int64) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("retry image job %d: %w", id, err)
 	}
-	j, err := s.Get(ctx, id)
-	if err != nil || tag.RowsAffected() == 1 {
-		return j, err
+	j, err := scanJob(tx.QueryRow(ctx, jobSelect+` WHERE j.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Job{}, ErrNotFound
+	}
+	if err != nil {
+		return Job{}, fmt.Errorf("read image job %d: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Job{}, fmt.Errorf("retry image job %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return j, nil
 	}
 	if j.State == StateRunning || j.State == StateSucceeded {
 		return j, &StateError{ID: id, State: j.State, Op: "retry"}
