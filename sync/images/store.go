@@ -201,7 +201,14 @@ func (s *Store) Submit(ctx context.Context, sub Submission, lim Limits) (Job, er
 
 // Get returns one job.
 func (s *Store) Get(ctx context.Context, id int64) (Job, error) {
-	j, err := scanJob(s.db.QueryRow(ctx, jobSelect+` WHERE j.id = $1`, id))
+	return getJob(ctx, s.db, id)
+}
+
+// getJob reads job id through q (the store's pool, or a transaction).
+func getJob(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, id int64) (Job, error) {
+	j, err := scanJob(q.QueryRow(ctx, jobSelect+` WHERE j.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, ErrNotFound
 	}
@@ -240,12 +247,9 @@ func (s *Store) Retry(ctx context.Context, id int64) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("retry image job %d: %w", id, err)
 	}
-	j, err := scanJob(tx.QueryRow(ctx, jobSelect+` WHERE j.id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Job{}, ErrNotFound
-	}
+	j, err := getJob(ctx, tx, id)
 	if err != nil {
-		return Job{}, fmt.Errorf("read image job %d: %w", id, err)
+		return Job{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Job{}, fmt.Errorf("retry image job %d: %w", id, err)
